@@ -1,0 +1,9 @@
+//! The defined interfaces between Strata's tiers: the JSON bodies of the logic API and the
+//! envelopes of the messages on the broker. Plain serde types; no I/O lives here.
+
+pub mod api;
+pub mod messages;
+pub mod trace;
+
+pub use api::*;
+pub use messages::*;

@@ -1,0 +1,146 @@
+//! RabbitMQ: connecting, and the ONE place that declares every exchange and queue. Every
+//! declaration is idempotent, so each process declares the topology at start-up.
+
+use contracts::{
+    COMMANDS_EXCHANGE, EVENTS_EXCHANGE, EVENTS_STREAM, FULFIL_DLQ, FULFIL_DLX, FULFIL_QUEUE,
+    FULFIL_ROUTING_KEY,
+};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Opens a connection named after the process, so the management UI shows who is who.
+pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    Connection::connect(url, props).await
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Declares the whole topology:
+/// - `commands` (direct) -> `orders.fulfil`: quorum queue, delivery limit, dead-lettering
+///   at-least-once through `orders.fulfil.dlx` into `orders.fulfil.dlq`;
+/// - `events` (topic) -> `events.log`: a stream keeping every event for replay.
+pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            COMMANDS_EXCHANGE.into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            EVENTS_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            FULFIL_DLX.into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let durable_queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            FULFIL_DLQ.into(),
+            durable_queue,
+            table(&[("x-queue-type", text("quorum"))]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            FULFIL_DLQ.into(),
+            FULFIL_DLX.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    channel
+        .queue_declare(
+            FULFIL_QUEUE.into(),
+            durable_queue,
+            table(&[
+                ("x-queue-type", text("quorum")),
+                ("x-delivery-limit", AMQPValue::LongLongInt(i64::from(delivery_limit))),
+                ("x-dead-letter-exchange", text(FULFIL_DLX)),
+                // Dead-lettered messages are kept until the DLQ confirms them.
+                ("x-dead-letter-strategy", text("at-least-once")),
+                ("x-overflow", text("reject-publish")),
+            ]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            FULFIL_QUEUE.into(),
+            COMMANDS_EXCHANGE.into(),
+            FULFIL_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    channel
+        .queue_declare(
+            EVENTS_STREAM.into(),
+            durable_queue,
+            table(&[
+                ("x-queue-type", text("stream")),
+                ("x-max-age", text("7D")),
+                ("x-stream-max-segment-size-bytes", AMQPValue::LongLongInt(16 * 1024 * 1024)),
+            ]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            EVENTS_STREAM.into(),
+            EVENTS_EXCHANGE.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Ready and unacknowledged counts are not both available over AMQP: a passive declare
+/// returns the ready count and the number of consumers.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((q.message_count(), q.consumer_count()))
+}

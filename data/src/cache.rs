@@ -1,0 +1,236 @@
+//! The read cache (ElastiCache's role): cache-aside over Redis with a TTL.
+//!
+//! - A miss loads from Postgres once per key, however many requests miss together
+//!   (single flight), and stores the value with a TTL.
+//! - Writers call [`Cache::invalidate_product`] after their commit.
+//! - Redis down means slower, never failing: every Redis call has a timeout, errors are
+//!   counted in `strata_cache_unavailable_total`, and the value comes from Postgres.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::ExposeSecret;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::OnceCell;
+
+use crate::DataSettings;
+
+type Flight = Arc<OnceCell<Result<String, String>>>;
+
+pub struct Cache {
+    client: Option<redis::Client>,
+    manager: tokio::sync::Mutex<Option<ConnectionManager>>,
+    last_attempt: Mutex<Option<Instant>>,
+    timeout: Duration,
+    prefix: String,
+    ttl: Duration,
+    flights: Mutex<HashMap<String, Flight>>,
+}
+
+/// How a read was served, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Hit,
+    Miss,
+    /// Redis could not be asked; the value came from Postgres.
+    Bypass,
+}
+
+impl Cache {
+    pub fn new(settings: &DataSettings) -> Self {
+        let client = match redis::Client::open(settings.redis_url.expose_secret()) {
+            Ok(c) => Some(c),
+            Err(err) => {
+                tracing::error!(error = %err, "REDIS_URL is invalid; the cache is disabled");
+                None
+            }
+        };
+        Cache {
+            client,
+            manager: tokio::sync::Mutex::new(None),
+            last_attempt: Mutex::new(None),
+            timeout: settings.redis_timeout(),
+            prefix: settings.redis_key_prefix.clone(),
+            ttl: settings.cache_ttl(),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn key(&self, parts: &str) -> String {
+        format!("{}{}", self.prefix, parts)
+    }
+
+    /// A connection, opening one at most once a second while Redis is unreachable. Once
+    /// open, the manager reconnects by itself.
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let client = self.client.as_ref()?;
+        let mut guard = self.manager.lock().await;
+        if let Some(m) = guard.as_ref() {
+            return Some(m.clone());
+        }
+        {
+            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        match tokio::time::timeout(
+            self.timeout * 4,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(m)) => {
+                *guard = Some(m.clone());
+                Some(m)
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "Redis unreachable; serving reads from Postgres");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("Redis connect timed out; serving reads from Postgres");
+                None
+            }
+        }
+    }
+
+    async fn redis_get(&self, key: &str) -> Result<Option<String>, ()> {
+        let Some(mut conn) = self.connection().await else {
+            return Err(());
+        };
+        match tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(key)).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(()),
+        }
+    }
+
+    async fn redis_set(&self, key: &str, value: &str) {
+        if let Some(mut conn) = self.connection().await {
+            let ttl = self.ttl.as_secs().max(1);
+            let _ = tokio::time::timeout(
+                self.timeout,
+                conn.set_ex::<_, _, ()>(key, value, ttl),
+            )
+            .await;
+        }
+    }
+
+    /// Reads `key` from Redis, or loads it with `load` (once for all concurrent misses of
+    /// the same key) and stores it.
+    pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, load: F) -> Result<(T, Source), E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<anyhow::Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let redis_ok = match self.redis_get(key).await {
+            Ok(Some(json)) => {
+                if let Ok(value) = serde_json::from_str(&json) {
+                    metrics::counter!("strata_cache_requests_total", "result" => "hit").increment(1);
+                    return Ok((value, Source::Hit));
+                }
+                true
+            }
+            Ok(None) => true,
+            Err(()) => {
+                metrics::counter!("strata_cache_unavailable_total").increment(1);
+                false
+            }
+        };
+        metrics::counter!("strata_cache_requests_total", "result" => "miss").increment(1);
+
+        let flight: Flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.entry(key.to_owned()).or_default().clone()
+        };
+        let mut loaded_here = None;
+        let result = flight
+            .get_or_init(|| async {
+                match load().await {
+                    Ok(value) => match serde_json::to_string(&value) {
+                        Ok(json) => {
+                            loaded_here = Some(value);
+                            Ok(json)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
+            .clone();
+        // The leader stores the value and retires the flight; followers only read it.
+        let leader = loaded_here.is_some() || result.is_err();
+        if leader {
+            if let Ok(json) = &result {
+                if redis_ok {
+                    self.redis_set(key, json).await;
+                }
+            }
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(key);
+            }
+        }
+        let source = if redis_ok { Source::Miss } else { Source::Bypass };
+        match (loaded_here, result) {
+            (Some(value), _) => Ok((value, source)),
+            (None, Ok(json)) => serde_json::from_str(&json)
+                .map(|v| (v, source))
+                .map_err(|e| E::from(anyhow::Error::from(e))),
+            (None, Err(msg)) => Err(E::from(anyhow::anyhow!(msg))),
+        }
+    }
+
+    /// Drops cached copies of one product and of every listing (by bumping the catalog
+    /// generation that listing keys include).
+    pub async fn invalidate_product(&self, sku: &str) {
+        let product_key = self.key(&format!("product:{sku}"));
+        let generation_key = self.key("catalog:generation");
+        let Some(mut conn) = self.connection().await else {
+            metrics::counter!("strata_cache_unavailable_total").increment(1);
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.del(&product_key).ignore().incr(&generation_key, 1).ignore();
+        let done = tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await;
+        if !matches!(done, Ok(Ok(()))) {
+            metrics::counter!("strata_cache_unavailable_total").increment(1);
+            tracing::warn!(sku, "cache invalidation failed; entries expire with their TTL");
+        }
+    }
+
+    /// The catalog generation; listing keys include it so one INCR invalidates them all.
+    pub async fn catalog_generation(&self) -> Option<u64> {
+        let key = self.key("catalog:generation");
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(self.timeout, conn.get::<_, Option<u64>>(&key)).await {
+            Ok(Ok(v)) => Some(v.unwrap_or(0)),
+            _ => None,
+        }
+    }
+
+    /// Redis answers PING.
+    pub async fn ping(&self) -> bool {
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+            Ok(Ok(_))
+        )
+    }
+}

@@ -1,0 +1,16 @@
+//! Strata's data tier: configuration of the backing services, the Postgres repositories
+//! (sqlx), the Redis read cache, and the one place that declares the broker topology.
+
+pub mod broker;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod fulfil;
+pub mod orders;
+pub mod outbox;
+pub mod products;
+pub mod relay;
+pub mod seed;
+pub mod telemetry;
+
+pub use config::DataSettings;

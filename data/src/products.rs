@@ -1,0 +1,160 @@
+//! The catalog in Postgres: listing, search, categories and admin updates.
+
+use contracts::{Category, Envelope, EVENTS_EXCHANGE, Product, ProductChanged, ProductPage, ProductPatch};
+use sqlx::PgPool;
+
+use crate::outbox;
+
+#[derive(Debug, sqlx::FromRow)]
+struct ProductRow {
+    sku: String,
+    name: String,
+    description: String,
+    category: String,
+    price_cents: i64,
+    stock: i32,
+}
+
+impl From<ProductRow> for Product {
+    fn from(r: ProductRow) -> Self {
+        Product {
+            sku: r.sku,
+            name: r.name,
+            description: r.description,
+            category: r.category,
+            price_cents: r.price_cents,
+            stock: r.stock,
+        }
+    }
+}
+
+/// Filters of a product listing; page is 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProductQuery {
+    pub category: Option<String>,
+    pub q: Option<String>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside ILIKE.
+fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, query: &ProductQuery) -> sqlx::Result<ProductPage> {
+    let pattern = query.q.as_deref().map(like_pattern);
+    let filter = "WHERE ($1::text IS NULL OR category = $1) \
+                  AND ($2::text IS NULL OR name ILIKE $2 OR description ILIKE $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM products {filter}"))
+        .bind(&query.category)
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await?;
+    let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
+    let rows: Vec<ProductRow> = sqlx::query_as(&format!(
+        "SELECT sku, name, description, category, price_cents, stock FROM products {filter} \
+         ORDER BY sku LIMIT $3 OFFSET $4"
+    ))
+    .bind(&query.category)
+    .bind(&pattern)
+    .bind(i64::from(query.per_page))
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok(ProductPage {
+        items: rows.into_iter().map(Product::from).collect(),
+        page: query.page,
+        per_page: query.per_page,
+        total,
+    })
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn get(pool: &PgPool, sku: &str) -> sqlx::Result<Option<Product>> {
+    let row: Option<ProductRow> = sqlx::query_as(
+        "SELECT sku, name, description, category, price_cents, stock FROM products WHERE sku = $1",
+    )
+    .bind(sku)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Product::from))
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn categories(pool: &PgPool) -> sqlx::Result<Vec<Category>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT category, count(*) FROM products GROUP BY category ORDER BY category",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, product_count)| Category {
+            name,
+            product_count,
+        })
+        .collect())
+}
+
+/// Applies a validated patch and announces the change on the events exchange, in one
+/// transaction. `None` when the sku does not exist.
+#[tracing::instrument(skip(pool, patch, traceparent))]
+pub async fn update(
+    pool: &PgPool,
+    sku: &str,
+    patch: &ProductPatch,
+    traceparent: Option<String>,
+) -> sqlx::Result<Option<Product>> {
+    let mut tx = pool.begin().await?;
+    let row: Option<ProductRow> = sqlx::query_as(
+        "UPDATE products SET \
+           name = COALESCE($2, name), \
+           description = COALESCE($3, description), \
+           price_cents = COALESCE($4, price_cents), \
+           stock = COALESCE($5, stock), \
+           updated_at = now() \
+         WHERE sku = $1 \
+         RETURNING sku, name, description, category, price_cents, stock",
+    )
+    .bind(sku)
+    .bind(&patch.name)
+    .bind(&patch.description)
+    .bind(patch.price_cents)
+    .bind(patch.stock)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let event = Envelope::new(
+        ProductChanged {
+            sku: row.sku.clone(),
+        },
+        traceparent,
+    );
+    outbox::enqueue(&mut tx, EVENTS_EXCHANGE, "product.changed", &event).await?;
+    tx.commit().await?;
+    Ok(Some(row.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern("lamp"), "%lamp%");
+    }
+}

@@ -1,0 +1,290 @@
+//! The outbox relay: publishes outbox rows to RabbitMQ with publisher confirms and the
+//! mandatory flag, and stamps them published only after the broker confirmed.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open
+//! until the confirms are in, so relays in several replicas never publish the same row
+//! concurrently. A crash between confirm and commit republishes the row later: delivery is
+//! at least once and consumers deduplicate by message id.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{DataSettings, broker};
+
+/// Tuning of the relay loop.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows published per transaction.
+    pub batch_size: i64,
+    /// Poll even without a notification (catches rows of crashed processes).
+    pub poll_interval: Duration,
+    /// Published rows older than this are deleted.
+    pub retention: Duration,
+    pub connection_name: String,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 200,
+            poll_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(24 * 3600),
+            connection_name: "strata-relay".to_owned(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    message_id: Uuid,
+    exchange: String,
+    routing_key: String,
+    kind: String,
+    body: serde_json::Value,
+    traceparent: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A publishing channel in confirm mode over its own connection.
+struct Publisher {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Publisher {
+    async fn open(settings: &DataSettings, name: &str) -> anyhow::Result<Self> {
+        let connection = broker::connect(settings.amqp_url(), name)
+            .await
+            .context("connecting to RabbitMQ")?;
+        let channel = connection.create_channel().await?;
+        broker::declare_topology(&channel, settings.delivery_limit)
+            .await
+            .context("declaring the broker topology")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher {
+            connection,
+            channel,
+        })
+    }
+
+    fn usable(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+}
+
+fn properties(row: &OutboxRow) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    let schema_version = row
+        .body
+        .get("schema_version")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(1);
+    headers.insert(
+        ShortString::from(contracts::SCHEMA_VERSION_HEADER),
+        AMQPValue::LongLongInt(schema_version),
+    );
+    if let Some(tp) = &row.traceparent {
+        headers.insert(
+            ShortString::from(contracts::TRACEPARENT_HEADER),
+            AMQPValue::LongString(LongString::from(tp.as_str())),
+        );
+    }
+    BasicProperties::default()
+        .with_message_id(ShortString::from(row.message_id.to_string()))
+        .with_type(ShortString::from(row.kind.as_str()))
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2)
+        .with_timestamp(row.created_at.timestamp().max(0) as u64)
+        .with_app_id(ShortString::from("strata"))
+        .with_headers(headers)
+}
+
+/// Publishes one batch. Returns how many rows were confirmed.
+async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT id, message_id, exchange, routing_key, kind, body, traceparent, created_at \
+         FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Publish the whole batch, then await every confirm: one round trip, not one per row.
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let payload = serde_json::to_vec(&row.body)?;
+        let confirm = publisher
+            .channel
+            .basic_publish(
+                row.exchange.as_str().into(),
+                row.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &payload,
+                properties(row),
+            )
+            .await?;
+        pending.push((row, confirm));
+    }
+    let mut confirmed = Vec::new();
+    let mut failed: Vec<(i64, String)> = Vec::new();
+    for (row, confirm) in pending {
+        match confirm.await? {
+            Confirmation::Ack(None) | Confirmation::NotRequested => confirmed.push(row.id),
+            Confirmation::Ack(Some(returned)) => failed.push((
+                row.id,
+                format!("unroutable: {}", returned.reply_text.as_str()),
+            )),
+            Confirmation::Nack(_) => failed.push((row.id, "nacked by the broker".to_owned())),
+        }
+    }
+    sqlx::query("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)")
+        .bind(&confirmed)
+        .execute(&mut *tx)
+        .await?;
+    for (id, error) in &failed {
+        tracing::warn!(outbox.id = id, %error, "outbox message not accepted by the broker");
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    for row in &rows {
+        if confirmed.contains(&row.id) {
+            metrics::counter!("strata_messages_published_total", "kind" => row.kind.clone())
+                .increment(1);
+        }
+    }
+    Ok(confirmed.len())
+}
+
+/// Runs the relay until `cancel` fires. Broker and database outages are waited out with
+/// exponential backoff; nothing is lost because rows stay in the outbox until confirmed.
+pub async fn run(
+    pool: PgPool,
+    settings: DataSettings,
+    config: RelayConfig,
+    cancel: CancellationToken,
+) {
+    let mut publisher: Option<Publisher> = None;
+    let mut listener: Option<PgListener> = None;
+    let backoff_builder = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times();
+    let mut backoff = backoff_builder.build();
+    let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
+
+    while !cancel.is_cancelled() {
+        if listener.is_none() {
+            listener = match PgListener::connect_with(&pool).await {
+                Ok(mut l) => match l.listen("strata_outbox").await {
+                    Ok(()) => Some(l),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+        }
+        if publisher.as_ref().is_none_or(|p| !p.usable()) {
+            publisher = match Publisher::open(&settings, &config.connection_name).await {
+                Ok(p) => {
+                    tracing::info!("outbox relay connected to RabbitMQ");
+                    Some(p)
+                }
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "outbox relay cannot reach RabbitMQ");
+                    None
+                }
+            };
+        }
+        if let Ok(backlog) = crate::outbox::backlog(&pool).await {
+            metrics::gauge!("strata_outbox_backlog").set(backlog as f64);
+        }
+
+        let published_full_batch;
+        if let Some(p) = &publisher {
+            match publish_batch(&pool, p, config.batch_size).await {
+                Ok(n) => {
+                    backoff = backoff_builder.build();
+                    published_full_batch = n as i64 == config.batch_size;
+                }
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "outbox relay batch failed");
+                    if !p.usable() {
+                        publisher = None;
+                    }
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+            }
+        } else {
+            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            continue;
+        }
+
+        if last_cleanup.elapsed() > Duration::from_secs(600) {
+            last_cleanup = std::time::Instant::now();
+            let retention = format!("{} seconds", config.retention.as_secs());
+            let _ = sqlx::query(
+                "DELETE FROM outbox WHERE published_at < now() - $1::interval",
+            )
+            .bind(retention)
+            .execute(&pool)
+            .await;
+        }
+
+        if published_full_batch {
+            continue;
+        }
+        // Sleep until a commit notifies us, the poll interval passes, or we are stopped.
+        let wait = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if l.try_recv().await.is_err() {
+                        return false;
+                    }
+                    true
+                }
+                None => {
+                    std::future::pending::<()>().await;
+                    true
+                }
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            ok = wait => if !ok { listener = None; },
+        }
+    }
+    if let Some(p) = publisher {
+        let _ = p.connection.close(200, "relay stopping".into()).await;
+    }
+}
