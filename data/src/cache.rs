@@ -127,19 +127,19 @@ impl Cache {
     }
 
     /// Reads `key` from Redis, or loads it with `load` (once for all concurrent misses of
-    /// the same key) and stores it.
+    /// the same key) and stores it. A `null` value (nothing found) is not stored.
     pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, load: F) -> Result<(T, Source), E>
     where
         T: Serialize + DeserializeOwned,
-        E: From<anyhow::Error>,
+        E: From<anyhow::Error> + std::fmt::Display,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: std::fmt::Display,
     {
         let redis_ok = match self.redis_get(key).await {
             Ok(Some(json)) => {
                 if let Ok(value) = serde_json::from_str(&json) {
-                    metrics::counter!("strata_cache_requests_total", "result" => "hit").increment(1);
+                    metrics::counter!("strata_cache_requests_total", "result" => "hit")
+                        .increment(1);
                     return Ok((value, Source::Hit));
                 }
                 true
@@ -151,32 +151,29 @@ impl Cache {
             }
         };
         metrics::counter!("strata_cache_requests_total", "result" => "miss").increment(1);
+        let source = if redis_ok { Source::Miss } else { Source::Bypass };
 
         let flight: Flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             flights.entry(key.to_owned()).or_default().clone()
         };
-        let mut loaded_here = None;
-        let result = flight
+        // The leader keeps its own typed result; followers decode the shared JSON.
+        let mut mine: Option<Result<T, E>> = None;
+        let shared = flight
             .get_or_init(|| async {
-                match load().await {
-                    Ok(value) => match serde_json::to_string(&value) {
-                        Ok(json) => {
-                            loaded_here = Some(value);
-                            Ok(json)
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
+                let result = load().await;
+                let json = match &result {
+                    Ok(value) => serde_json::to_string(value).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
-                }
+                };
+                mine = Some(result);
+                json
             })
             .await
             .clone();
-        // The leader stores the value and retires the flight; followers only read it.
-        let leader = loaded_here.is_some() || result.is_err();
-        if leader {
-            if let Ok(json) = &result {
-                if redis_ok {
+        if let Some(result) = mine {
+            if let Ok(json) = &shared {
+                if redis_ok && json != "null" {
                     self.redis_set(key, json).await;
                 }
             }
@@ -184,14 +181,13 @@ impl Cache {
             if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 flights.remove(key);
             }
+            return result.map(|v| (v, source));
         }
-        let source = if redis_ok { Source::Miss } else { Source::Bypass };
-        match (loaded_here, result) {
-            (Some(value), _) => Ok((value, source)),
-            (None, Ok(json)) => serde_json::from_str(&json)
+        match shared {
+            Ok(json) => serde_json::from_str(&json)
                 .map(|v| (v, source))
                 .map_err(|e| E::from(anyhow::Error::from(e))),
-            (None, Err(msg)) => Err(E::from(anyhow::anyhow!(msg))),
+            Err(msg) => Err(E::from(anyhow::anyhow!(msg))),
         }
     }
 

@@ -1,0 +1,39 @@
+//! Settings of the logic binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use data::DataSettings;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogicSettings {
+    /// Address the API listens on; keep it private (the logic tier is not public).
+    #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Bearer token of the admin endpoints (PATCH /products). Unset: admin calls get 401.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+    /// File holding the admin token; wins over ADMIN_TOKEN.
+    #[arg(long, env = "ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Publish the outbox from this process (turn off to run a relay-less replica).
+    #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+    #[command(flatten)]
+    pub data: DataSettings,
+}
+
+impl LogicSettings {
+    /// Settings for tests and embedding: defaults, then the given data settings.
+    pub fn with_data(data: DataSettings) -> Self {
+        LogicSettings {
+            listen: ([127, 0, 0, 1], 0).into(),
+            admin_token: None,
+            admin_token_file: None,
+            outbox_relay: true,
+            data,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The API's error type: one variant per stable code, one `ResponseError` impl. Client
+//! errors explain themselves; server errors are logged in full and answered opaquely.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use contracts::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON for this endpoint: {0}")]
+    MalformedJson(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("invalid query parameters: {0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    InvalidEmail(String),
+    #[error("{0}")]
+    InvalidQuantity(String),
+    #[error("an order needs at least one line")]
+    NoLines,
+    #[error("an order has at most {0} lines")]
+    TooManyLines(usize),
+    #[error("sku {0} appears on more than one line")]
+    DuplicateSku(String),
+    #[error("unknown sku {0}")]
+    UnknownSku(String),
+    #[error("{0}")]
+    InvalidProductPatch(String),
+    #[error("'{0}' is not a valid order id (a UUID)")]
+    InvalidOrderId(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("no product with sku {0}")]
+    ProductNotFound(String),
+    #[error("no order with id {0}")]
+    OrderNotFound(String),
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidEmail(_) => "invalid_email",
+            ApiError::InvalidQuantity(_) => "invalid_quantity",
+            ApiError::NoLines => "no_lines",
+            ApiError::TooManyLines(_) => "too_many_lines",
+            ApiError::DuplicateSku(_) => "duplicate_sku",
+            ApiError::UnknownSku(_) => "unknown_sku",
+            ApiError::InvalidProductPatch(_) => "invalid_product_patch",
+            ApiError::InvalidOrderId(_) => "invalid_order_id",
+            ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::ProductNotFound(_) => "product_not_found",
+            ApiError::OrderNotFound(_) => "order_not_found",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Every code the API can answer with, for the OpenAPI description.
+    pub const ALL_CODES: &'static [&'static str] = &[
+        "malformed_json",
+        "payload_too_large",
+        "unsupported_media_type",
+        "invalid_query",
+        "invalid_email",
+        "invalid_quantity",
+        "no_lines",
+        "too_many_lines",
+        "duplicate_sku",
+        "unknown_sku",
+        "invalid_product_patch",
+        "invalid_order_id",
+        "invalid_idempotency_key",
+        "idempotency_key_reused",
+        "product_not_found",
+        "order_not_found",
+        "not_found",
+        "method_not_allowed",
+        "unauthorized",
+        "service_unavailable",
+        "internal_error",
+    ];
+}
+
+/// Database errors are server-side unless the pool could not reach Postgres at all.
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable(anyhow::Error::new(err).context("Postgres is unreachable"))
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        match err.downcast::<sqlx::Error>() {
+            Ok(sqlx) => sqlx.into(),
+            Err(other) => ApiError::Internal(other),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidOrderId(_)
+            | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InvalidEmail(_)
+            | ApiError::InvalidQuantity(_)
+            | ApiError::NoLines
+            | ApiError::TooManyLines(_)
+            | ApiError::DuplicateSku(_)
+            | ApiError::UnknownSku(_)
+            | ApiError::InvalidProductPatch(_)
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ProductNotFound(_) | ApiError::OrderNotFound(_) | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "request failed");
+                "internal error".to_owned()
+            }
+            ApiError::Unavailable(err) => {
+                tracing::warn!(error = format!("{err:#}"), "dependency unavailable");
+                "a dependency is unavailable; try again shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut builder = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            builder.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            builder.insert_header(("Retry-After", "1"));
+        }
+        builder.json(ErrorBody::new(self.code(), message))
+    }
+}

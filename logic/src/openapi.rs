@@ -1,0 +1,58 @@
+//! The OpenAPI description of the API, generated from the handlers and the contracts.
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strata logic API",
+        description = "Private JSON API of Strata's logic tier: catalog reads through a read \
+            cache, orders accepted into a transactional outbox and fulfilled by workers. Every \
+            error is `{\"error\":{\"code\",\"message\"}}` with a stable code.",
+        version = "1"
+    ),
+    paths(
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::health::metrics,
+        routes::products::list,
+        routes::products::categories,
+        routes::products::get,
+        routes::products::update,
+        routes::orders::place,
+        routes::orders::get,
+        openapi_json,
+    ),
+    modifiers(&AdminAuth),
+    tags(
+        (name = "catalog", description = "products and categories"),
+        (name = "orders", description = "placing and following orders"),
+        (name = "health", description = "probes and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct AdminAuth;
+
+impl Modify for AdminAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", responses(
+    (status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object),
+))]
+#[get("/api/v1/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,20 @@
+//! HTTP routes, one module per area.
+
+pub mod health;
+pub mod orders;
+pub mod products;
+
+use std::sync::Arc;
+
+use data::cache::Cache;
+use sqlx::PgPool;
+
+use crate::auth::AdminToken;
+
+/// Shared state of the handlers, built once in [`crate::Application::build`].
+pub struct AppState {
+    pub pool: PgPool,
+    pub cache: Arc<Cache>,
+    pub admin: AdminToken,
+    pub data: data::DataSettings,
+}

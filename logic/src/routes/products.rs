@@ -1,0 +1,184 @@
+//! Catalog reads (cache-aside through Redis) and the admin product update.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, web};
+use contracts::{CategoryList, ErrorBody, MAX_PER_PAGE, Product, ProductPage, ProductPatch};
+use data::products::ProductQuery;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::observability::trace_context;
+use crate::routes::AppState;
+use crate::validation;
+
+#[derive(Debug, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only products of this category (exact name).
+    pub category: Option<String>,
+    /// Words to find in the name or description (case-insensitive).
+    pub q: Option<String>,
+    /// 1-based page number.
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<u32>,
+    /// Products per page, at most 100.
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u32>,
+}
+
+impl ListParams {
+    fn into_query(self) -> Result<ProductQuery, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(20);
+        if !(1..=1_000_000).contains(&page) {
+            return Err(ApiError::InvalidQuery("page must be between 1 and 1000000".into()));
+        }
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(ApiError::InvalidQuery(format!(
+                "per_page must be between 1 and {MAX_PER_PAGE}"
+            )));
+        }
+        let non_empty = |s: Option<String>| {
+            s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+        };
+        let q = non_empty(self.q);
+        if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+            return Err(ApiError::InvalidQuery("q must be at most 200 characters".into()));
+        }
+        Ok(ProductQuery {
+            category: non_empty(self.category),
+            q,
+            page,
+            per_page,
+        })
+    }
+}
+
+/// List products, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ListParams), responses(
+    (status = 200, description = "a page of products", body = ProductPage),
+    (status = 400, description = "invalid query (`invalid_query`)", body = ErrorBody),
+    (status = 503, description = "Postgres unreachable", body = ErrorBody),
+))]
+#[get("/api/v1/products")]
+pub async fn list(
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let query = params.into_inner().into_query()?;
+    let pool = state.pool.clone();
+    let load = {
+        let query = query.clone();
+        || async move { data::products::list(&pool, &query).await.map_err(ApiError::from) }
+    };
+    let page = match state.cache.catalog_generation().await {
+        Some(generation) => {
+            let key = state.cache.key(&format!(
+                "products:g{generation}:{}",
+                serde_json::to_string(&(&query.category, &query.q, query.page, query.per_page))
+                    .unwrap_or_default()
+            ));
+            state.cache.get_or_load(&key, load).await?.0
+        }
+        None => {
+            metrics::counter!("strata_cache_unavailable_total").increment(1);
+            load().await?
+        }
+    };
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Categories with the number of products in each.
+#[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", responses(
+    (status = 200, description = "all categories", body = CategoryList),
+    (status = 503, description = "Postgres unreachable", body = ErrorBody),
+))]
+#[get("/api/v1/categories")]
+pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pool = state.pool.clone();
+    let load = || async move {
+        data::products::categories(&pool)
+            .await
+            .map(|items| CategoryList { items })
+            .map_err(ApiError::from)
+    };
+    let categories = match state.cache.catalog_generation().await {
+        Some(generation) => {
+            let key = state.cache.key(&format!("categories:g{generation}"));
+            state.cache.get_or_load(&key, load).await?.0
+        }
+        None => {
+            metrics::counter!("strata_cache_unavailable_total").increment(1);
+            load().await?
+        }
+    };
+    Ok(HttpResponse::Ok().json(categories))
+}
+
+/// One product. The response says how it was served in `X-Cache` (hit, miss, bypass).
+#[utoipa::path(get, path = "/api/v1/products/{sku}", tag = "catalog",
+    params(("sku" = String, Path, description = "the product's sku")),
+    responses(
+        (status = 200, description = "the product", body = Product),
+        (status = 404, description = "no such product (`product_not_found`)", body = ErrorBody),
+        (status = 503, description = "Postgres unreachable", body = ErrorBody),
+    ))]
+#[get("/api/v1/products/{sku}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    sku: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sku = sku.into_inner();
+    let key = state.cache.key(&format!("product:{sku}"));
+    let pool = state.pool.clone();
+    let lookup = sku.clone();
+    let (product, source) = state
+        .cache
+        .get_or_load(&key, || async move {
+            data::products::get(&pool, &lookup).await.map_err(ApiError::from)
+        })
+        .await?;
+    let product = product.ok_or(ApiError::ProductNotFound(sku))?;
+    let source = match source {
+        data::cache::Source::Hit => "hit",
+        data::cache::Source::Miss => "miss",
+        data::cache::Source::Bypass => "bypass",
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Cache", source))
+        .json(product))
+}
+
+/// Update a product (admin). The cached copy is dropped after the commit.
+#[utoipa::path(patch, path = "/api/v1/products/{sku}", tag = "catalog",
+    params(("sku" = String, Path, description = "the product's sku")),
+    request_body = ProductPatch,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "the updated product", body = Product),
+        (status = 400, description = "malformed JSON (`malformed_json`)", body = ErrorBody),
+        (status = 401, description = "missing or wrong admin token (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "no such product (`product_not_found`)", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "invalid values (`invalid_product_patch`)", body = ErrorBody),
+    ))]
+#[patch("/api/v1/products/{sku}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    sku: web::Path<String>,
+    body: Result<web::Json<ProductPatch>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    // Authentication comes before any look at the body.
+    state.admin.check(&req)?;
+    let patch = body.map_err(crate::startup::json_error)?.into_inner();
+    validation::product_patch(&patch)?;
+    let sku = sku.into_inner();
+    let traceparent = Some(trace_context(&req).child().to_string());
+    let product = data::products::update(&state.pool, &sku, &patch, traceparent)
+        .await?
+        .ok_or_else(|| ApiError::ProductNotFound(sku.clone()))?;
+    state.cache.invalidate_product(&sku).await;
+    tracing::info!(product.sku = %sku, "product updated");
+    Ok(HttpResponse::Ok().json(product))
+}

@@ -1,0 +1,218 @@
+//! Building and running the logic application: pools, routes, the outbox relay, and a
+//! graceful stop on SIGINT/SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
+use data::cache::Cache;
+use data::relay::{self, RelayConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::AdminToken;
+use crate::error::ApiError;
+use crate::observability::{self, TracedRootSpan};
+use crate::routes::{self, AppState};
+use crate::LogicSettings;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    stop: CancellationToken,
+    relay: Option<JoinHandle<()>>,
+    pool: sqlx::PgPool,
+}
+
+/// Maps a JSON extraction failure to the API's error codes.
+pub fn json_error(err: actix_web::Error) -> ApiError {
+    match err.as_error::<JsonPayloadError>() {
+        Some(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
+            ApiError::PayloadTooLarge(BODY_LIMIT)
+        }
+        Some(JsonPayloadError::ContentType) => ApiError::UnsupportedMediaType,
+        Some(JsonPayloadError::Deserialize(e)) => ApiError::MalformedJson(e.to_string()),
+        Some(other) => ApiError::MalformedJson(other.to_string()),
+        None => ApiError::MalformedJson(err.to_string()),
+    }
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    ApiError::InvalidQuery(err.to_string())
+}
+
+impl Application {
+    /// Migrates the database (waiting for Postgres for a while), binds the listener and
+    /// starts the relay. Port 0 picks a free port (tests).
+    pub async fn build(settings: LogicSettings) -> anyhow::Result<Self> {
+        let data_settings = settings.data.clone().resolve_files()?;
+        let admin = data::config::secret_or_file(
+            settings.admin_token.clone(),
+            settings.admin_token_file.as_deref(),
+        )?;
+        if admin.is_none() {
+            tracing::warn!("no ADMIN_TOKEN configured: admin endpoints answer 401");
+        }
+        let pool = (|| data::db::migrate(&data_settings))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(8),
+            )
+            .notify(|err, wait| {
+                tracing::warn!(error = format!("{err:#}"), ?wait, "Postgres not ready; retrying")
+            })
+            .await
+            .context("migrating the database")?;
+        let cache = Arc::new(Cache::new(&data_settings));
+        observability::prometheus();
+
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            cache,
+            admin: AdminToken(admin),
+            data: data_settings.clone(),
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                // Handlers take `Result<Json<_>>` and map failures with `json_error`.
+                .app_data(web::JsonConfig::default().limit(BODY_LIMIT))
+                .app_data(web::QueryConfig::default().error_handler(|err, _| query_error(err).into()))
+                .app_data(web::PathConfig::default().error_handler(|err, _| {
+                    ApiError::InvalidQuery(err.to_string()).into()
+                }))
+                .wrap(from_fn(observability::record))
+                .wrap(TracingLogger::<TracedRootSpan>::new())
+                .service(routes::health::healthz)
+                .service(routes::health::readyz)
+                .service(routes::health::metrics)
+                .service(crate::openapi::openapi_json)
+                .service(routes::products::list)
+                .service(routes::products::categories)
+                .service(routes::products::get)
+                .service(routes::products::update)
+                .service(routes::orders::place)
+                .service(routes::orders::get)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+
+        let stop = CancellationToken::new();
+        let relay = settings.outbox_relay.then(|| {
+            tokio::spawn(relay::run(
+                pool.clone(),
+                data_settings.clone(),
+                RelayConfig {
+                    connection_name: "strata-logic-relay".to_owned(),
+                    ..RelayConfig::default()
+                },
+                stop.child_token(),
+            ))
+        });
+        Ok(Application {
+            server,
+            address,
+            stop,
+            relay,
+            pool,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Cancelling this token stops the application as a signal would.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM or the stop token: stops accepting, lets in-flight
+    /// requests finish, stops the relay, closes the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let stop = self.stop.clone();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                stop.cancel();
+                result??;
+            }
+            _ = shutdown_signal(&stop) => {
+                tracing::info!("stopping: draining in-flight requests");
+                handle.stop(true).await;
+                stop.cancel();
+                server.await??;
+            }
+        }
+        if let Some(relay) = self.relay {
+            let _ = relay.await;
+        }
+        self.pool.close().await;
+        tracing::info!("logic stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM, or when the token is cancelled.
+pub async fn shutdown_signal(stop: &CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stop.cancelled() => {}
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    // A known path with the wrong method is 405, anything else 404.
+    let known = [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/products",
+        "/api/v1/categories",
+        "/api/v1/orders",
+    ];
+    let path = req.path();
+    let is_known = known.contains(&path)
+        || path.starts_with("/api/v1/products/")
+        || path.starts_with("/api/v1/orders/");
+    if is_known {
+        Err(ApiError::MethodNotAllowed)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
