@@ -1,0 +1,33 @@
+//! Settings of the worker binary.
+
+use clap::Parser;
+use data::DataSettings;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "worker", version, about = "Strata's fulfilment worker")]
+pub struct WorkerSettings {
+    /// Messages delivered to this worker before it acks; also its concurrency.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 10)]
+    pub prefetch: u16,
+    /// Simulated payment gateway latency, in milliseconds.
+    #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 50)]
+    pub payment_latency_ms: u64,
+    /// Share of payments the simulated gateway declines, 0.0 to 1.0.
+    #[arg(long, env = "PAYMENT_DECLINE_RATE", default_value_t = 0.0)]
+    pub payment_decline_rate: f64,
+    /// Delay before a message that failed for a transient reason goes back to the queue,
+    /// in milliseconds (keeps an outage from burning through the delivery limit).
+    #[arg(long, env = "WORKER_RETRY_DELAY_MS", default_value_t = 1000)]
+    pub retry_delay_ms: u64,
+    #[command(flatten)]
+    pub data: DataSettings,
+}
+
+impl WorkerSettings {
+    /// Defaults (and the environment), with the given data settings: for tests and embedding.
+    pub fn with_data(data: DataSettings) -> Self {
+        let mut settings = WorkerSettings::parse_from(["worker"]);
+        settings.data = data;
+        settings
+    }
+}
