@@ -1,0 +1,143 @@
+use std::time::Duration;
+
+use data::fulfil::Outcome;
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
+use lapin::BasicProperties;
+use secrecy::{ExposeSecret, SecretString};
+use worker::payment::PaymentGateway;
+use worker::{Disposition, handle_message};
+
+use crate::helpers::Rig;
+
+fn gateway(decline_rate: f64) -> PaymentGateway {
+    PaymentGateway {
+        latency: Duration::ZERO,
+        decline_rate,
+    }
+}
+
+#[tokio::test]
+async fn a_message_handled_twice_changes_nothing_the_second_time() {
+    let rig = Rig::new().await;
+    rig.env.product("DUP-1", 100, 5).await;
+    let id = rig.place("DUP-1", 2).await;
+    let (message_id, body) = rig.command_body(id).await;
+    let mid = message_id.to_string();
+
+    let first = handle_message(&rig.env.pool, &gateway(0.0), Some(&mid), &body).await;
+    assert_eq!(first, Disposition::Ack(Some(Outcome::Fulfilled)));
+    let second = handle_message(&rig.env.pool, &gateway(0.0), Some(&mid), &body).await;
+    assert_eq!(second, Disposition::Ack(Some(Outcome::Duplicate)));
+    assert_eq!(rig.env.stock("DUP-1").await, 3);
+    assert_eq!(rig.processed().await, 1);
+
+    // A copy under a new message id (a redrive, say) finds the order final.
+    let other = uuid::Uuid::now_v7().to_string();
+    let third = handle_message(&rig.env.pool, &gateway(0.0), Some(&other), &body).await;
+    assert!(matches!(third, Disposition::Ack(Some(Outcome::AlreadyFinal(_)))));
+    assert_eq!(rig.env.stock("DUP-1").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_message_delivered_twice_by_the_broker_is_applied_once() {
+    let mut rig = Rig::new().await;
+    rig.env.product("DUP-2", 100, 10).await;
+    let id = rig.place("DUP-2", 1).await;
+    let (message_id, body) = rig.command_body(id).await;
+    // The relay publishes it once; publish the very same message a second time.
+    let conn = data::broker::connect(rig.env.data.amqp_url(), "test-publisher")
+        .await
+        .expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    data::broker::declare_topology(&channel, rig.env.data.delivery_limit)
+        .await
+        .expect("topology");
+    channel
+        .basic_publish(
+            contracts::COMMANDS_EXCHANGE.into(),
+            contracts::FULFIL_ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default().with_message_id(ShortString::from(message_id.to_string())),
+        )
+        .await
+        .expect("publish");
+    rig.spawn_worker(rig.worker_settings());
+    rig.wait_status(id, "fulfilled", Duration::from_secs(20)).await;
+    testkit::eventually(Duration::from_secs(20), "both copies consumed", || async {
+        (rig.env.queue_ready(contracts::FULFIL_QUEUE).await == 0
+            && rig.env.queue_counts(contracts::FULFIL_QUEUE).await == Some((0, 0)))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(rig.env.stock("DUP-2").await, 9, "stock taken once");
+    assert_eq!(rig.processed().await, 1);
+}
+
+#[tokio::test]
+async fn payment_declined_rejects_without_taking_stock() {
+    let rig = Rig::new().await;
+    rig.env.product("DEC-1", 100, 5).await;
+    let id = rig.place("DEC-1", 2).await;
+    let (message_id, body) = rig.command_body(id).await;
+    let d = handle_message(&rig.env.pool, &gateway(1.0), Some(&message_id.to_string()), &body).await;
+    assert_eq!(d, Disposition::Ack(Some(Outcome::Rejected("payment_declined".into()))));
+    assert_eq!(rig.env.stock("DEC-1").await, 5);
+    assert_eq!(
+        rig.env.order_status(id).await,
+        ("rejected".to_owned(), Some("payment_declined".to_owned()))
+    );
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'OrderRejected'")
+        .fetch_one(&rig.env.pool)
+        .await
+        .expect("count");
+    assert_eq!(events, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_is_dead_lettered_at_once() {
+    let mut rig = Rig::new().await;
+    let conn = data::broker::connect(rig.env.data.amqp_url(), "test-publisher")
+        .await
+        .expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    data::broker::declare_topology(&channel, rig.env.data.delivery_limit)
+        .await
+        .expect("topology");
+    channel
+        .basic_publish(
+            contracts::COMMANDS_EXCHANGE.into(),
+            contracts::FULFIL_ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            b"{not json",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    rig.spawn_worker(rig.worker_settings());
+    testkit::eventually(Duration::from_secs(20), "the poison message in the DLQ", || async {
+        (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_limit() {
+    let mut rig = Rig::new().await;
+    rig.env.product("DB-1", 100, 5).await;
+    let id = rig.place("DB-1", 1).await;
+    // This worker's database does not exist: every attempt fails as an outage would.
+    let mut settings = rig.worker_settings();
+    let url = rig.env.data.database_url.expose_secret().to_owned();
+    settings.data.database_url = SecretString::from(format!("{url}_missing"));
+    settings.data.database_acquire_timeout_ms = 500;
+    rig.spawn_worker(settings);
+    testkit::eventually(Duration::from_secs(60), "the message in the DLQ", || async {
+        (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(rig.env.order_status(id).await.0, "pending");
+    assert_eq!(rig.env.queue_ready(contracts::FULFIL_QUEUE).await, 0);
+    assert_eq!(rig.processed().await, 0);
+}

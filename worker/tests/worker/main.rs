@@ -1,0 +1,6 @@
+//! The fulfilment worker against the real services: duplicates, crashes, drains, poison
+//! messages and the dead-letter queue.
+
+mod delivery;
+mod helpers;
+mod processes;
