@@ -88,7 +88,10 @@ pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::
             durable_queue,
             table(&[
                 ("x-queue-type", text("quorum")),
-                ("x-delivery-limit", AMQPValue::LongLongInt(i64::from(delivery_limit))),
+                (
+                    "x-delivery-limit",
+                    AMQPValue::LongLongInt(i64::from(delivery_limit)),
+                ),
                 ("x-dead-letter-exchange", text(FULFIL_DLX)),
                 // Dead-lettered messages are kept until the DLQ confirms them.
                 ("x-dead-letter-strategy", text("at-least-once")),
@@ -113,7 +116,10 @@ pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::
             table(&[
                 ("x-queue-type", text("stream")),
                 ("x-max-age", text("7D")),
-                ("x-stream-max-segment-size-bytes", AMQPValue::LongLongInt(16 * 1024 * 1024)),
+                (
+                    "x-stream-max-segment-size-bytes",
+                    AMQPValue::LongLongInt(16 * 1024 * 1024),
+                ),
             ]),
         )
         .await?;

@@ -118,11 +118,8 @@ impl Cache {
     async fn redis_set(&self, key: &str, value: &str) {
         if let Some(mut conn) = self.connection().await {
             let ttl = self.ttl.as_secs().max(1);
-            let _ = tokio::time::timeout(
-                self.timeout,
-                conn.set_ex::<_, _, ()>(key, value, ttl),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(self.timeout, conn.set_ex::<_, _, ()>(key, value, ttl)).await;
         }
     }
 
@@ -151,7 +148,11 @@ impl Cache {
             }
         };
         metrics::counter!("strata_cache_requests_total", "result" => "miss").increment(1);
-        let source = if redis_ok { Source::Miss } else { Source::Bypass };
+        let source = if redis_ok {
+            Source::Miss
+        } else {
+            Source::Bypass
+        };
 
         let flight: Flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -172,10 +173,11 @@ impl Cache {
             .await
             .clone();
         if let Some(result) = mine {
-            if let Ok(json) = &shared {
-                if redis_ok && json != "null" {
-                    self.redis_set(key, json).await;
-                }
+            if let Ok(json) = &shared
+                && redis_ok
+                && json != "null"
+            {
+                self.redis_set(key, json).await;
             }
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
@@ -201,11 +203,17 @@ impl Cache {
             return;
         };
         let mut pipe = redis::pipe();
-        pipe.del(&product_key).ignore().incr(&generation_key, 1).ignore();
+        pipe.del(&product_key)
+            .ignore()
+            .incr(&generation_key, 1)
+            .ignore();
         let done = tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await;
         if !matches!(done, Ok(Ok(()))) {
             metrics::counter!("strata_cache_unavailable_total").increment(1);
-            tracing::warn!(sku, "cache invalidation failed; entries expire with their TTL");
+            tracing::warn!(
+                sku,
+                "cache invalidation failed; entries expire with their TTL"
+            );
         }
     }
 
@@ -225,7 +233,11 @@ impl Cache {
             return false;
         };
         matches!(
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+            tokio::time::timeout(
+                self.timeout,
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
             Ok(Ok(_))
         )
     }

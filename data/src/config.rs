@@ -117,7 +117,9 @@ impl DataSettings {
 pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
     let raw = std::fs::read_to_string(path)
         .with_context(|| format!("reading secret file {}", path.display()))?;
-    Ok(SecretString::from(raw.trim_end_matches(['\r', '\n']).to_owned()))
+    Ok(SecretString::from(
+        raw.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }
 
 /// Resolves a secret given either directly or as a file; the file wins.

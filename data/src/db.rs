@@ -38,17 +38,14 @@ pub async fn migrate(settings: &DataSettings) -> anyhow::Result<PgPool> {
         .context("connecting to Postgres")?
     {
         // Two replicas may race here; losing the race is fine.
-        if let Err(err) = Postgres::create_database(url).await {
-            if !Postgres::database_exists(url).await.unwrap_or(false) {
-                return Err(err).context("creating the database");
-            }
+        if let Err(err) = Postgres::create_database(url).await
+            && !Postgres::database_exists(url).await.unwrap_or(false)
+        {
+            return Err(err).context("creating the database");
         }
     }
     let pool = pool(settings)?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
     Ok(pool)
 }
 

@@ -156,8 +156,9 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Order>> {
     .bind(id)
     .fetch_all(pool)
     .await?;
-    let status = OrderStatus::parse(&row.status)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {}", row.status).into()))?;
+    let status = OrderStatus::parse(&row.status).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown order status {}", row.status).into())
+    })?;
     Ok(Some(Order {
         id: row.id,
         status,

@@ -1,6 +1,8 @@
 //! The catalog in Postgres: listing, search, categories and admin updates.
 
-use contracts::{Category, Envelope, EVENTS_EXCHANGE, Product, ProductChanged, ProductPage, ProductPatch};
+use contracts::{
+    Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage, ProductPatch,
+};
 use sqlx::PgPool;
 
 use crate::outbox;

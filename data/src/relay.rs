@@ -155,10 +155,12 @@ async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyh
             Confirmation::Nack(_) => failed.push((row.id, "nacked by the broker".to_owned())),
         }
     }
-    sqlx::query("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)")
-        .bind(&confirmed)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+    )
+    .bind(&confirmed)
+    .execute(&mut *tx)
+    .await?;
     for (id, error) in &failed {
         tracing::warn!(outbox.id = id, %error, "outbox message not accepted by the broker");
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
@@ -211,7 +213,10 @@ pub async fn run(
                     Some(p)
                 }
                 Err(err) => {
-                    tracing::warn!(error = format!("{err:#}"), "outbox relay cannot reach RabbitMQ");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "outbox relay cannot reach RabbitMQ"
+                    );
                     None
                 }
             };
@@ -252,12 +257,10 @@ pub async fn run(
         if last_cleanup.elapsed() > Duration::from_secs(600) {
             last_cleanup = std::time::Instant::now();
             let retention = format!("{} seconds", config.retention.as_secs());
-            let _ = sqlx::query(
-                "DELETE FROM outbox WHERE published_at < now() - $1::interval",
-            )
-            .bind(retention)
-            .execute(&pool)
-            .await;
+            let _ = sqlx::query("DELETE FROM outbox WHERE published_at < now() - $1::interval")
+                .bind(retention)
+                .execute(&pool)
+                .await;
         }
 
         if published_full_batch {

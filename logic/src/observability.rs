@@ -36,7 +36,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!("strata_http_requests_total", "HTTP requests by route and status");
+    metrics::describe_counter!(
+        "strata_http_requests_total",
+        "HTTP requests by route and status"
+    );
     metrics::describe_histogram!(
         "strata_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -50,7 +53,10 @@ fn describe() {
         "strata_cache_unavailable_total",
         "Cache operations that could not reach Redis (served from Postgres instead)"
     );
-    metrics::describe_gauge!("strata_outbox_backlog", "Outbox messages not yet confirmed by the broker");
+    metrics::describe_gauge!(
+        "strata_outbox_backlog",
+        "Outbox messages not yet confirmed by the broker"
+    );
     metrics::describe_counter!(
         "strata_messages_published_total",
         "Messages published to RabbitMQ and confirmed, by type"
@@ -107,11 +113,11 @@ pub async fn record<B: MessageBody>(
     metrics::histogram!("strata_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     let context = res.request().extensions().get::<TraceParent>().copied();
-    if let Some(context) = context {
-        if let Ok(value) = HeaderValue::from_str(&context.to_string()) {
-            res.headers_mut()
-                .insert(HeaderName::from_static("traceresponse"), value);
-        }
+    if let Some(context) = context
+        && let Ok(value) = HeaderValue::from_str(&context.to_string())
+    {
+        res.headers_mut()
+            .insert(HeaderName::from_static("traceresponse"), value);
     }
     Ok(res)
 }

@@ -17,11 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
+use crate::LogicSettings;
 use crate::auth::AdminToken;
 use crate::error::ApiError;
 use crate::observability::{self, TracedRootSpan};
 use crate::routes::{self, AppState};
-use crate::LogicSettings;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -71,7 +71,11 @@ impl Application {
                     .with_max_times(8),
             )
             .notify(|err, wait| {
-                tracing::warn!(error = format!("{err:#}"), ?wait, "Postgres not ready; retrying")
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    ?wait,
+                    "Postgres not ready; retrying"
+                )
             })
             .await
             .context("migrating the database")?;
@@ -92,10 +96,13 @@ impl Application {
                 .app_data(state.clone())
                 // Handlers take `Result<Json<_>>` and map failures with `json_error`.
                 .app_data(web::JsonConfig::default().limit(BODY_LIMIT))
-                .app_data(web::QueryConfig::default().error_handler(|err, _| query_error(err).into()))
-                .app_data(web::PathConfig::default().error_handler(|err, _| {
-                    ApiError::InvalidQuery(err.to_string()).into()
-                }))
+                .app_data(
+                    web::QueryConfig::default().error_handler(|err, _| query_error(err).into()),
+                )
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into()),
+                )
                 .wrap(from_fn(observability::record))
                 .wrap(TracingLogger::<TracedRootSpan>::new())
                 .service(routes::health::healthz)

@@ -15,7 +15,11 @@ pub fn order(mut order: PlaceOrder) -> Result<PlaceOrder, ApiError> {
         ));
     }
     // A local part without a dot-separated domain is legal in RFC 5322 but not deliverable.
-    if !order.email.rsplit_once('@').is_some_and(|(_, d)| d.contains('.')) {
+    if !order
+        .email
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| d.contains('.'))
+    {
         return Err(ApiError::InvalidEmail(
             "email must have a domain like example.com".to_owned(),
         ));
@@ -50,12 +54,16 @@ pub fn product_patch(patch: &ProductPatch) -> Result<(), ApiError> {
     {
         return bad("give at least one of name, description, price_cents, stock");
     }
-    if let Some(name) = &patch.name {
-        if name.trim().is_empty() || name.chars().count() > 200 {
-            return bad("name must be 1 to 200 characters");
-        }
+    if let Some(name) = &patch.name
+        && (name.trim().is_empty() || name.chars().count() > 200)
+    {
+        return bad("name must be 1 to 200 characters");
     }
-    if patch.description.as_ref().is_some_and(|d| d.chars().count() > 4000) {
+    if patch
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 4000)
+    {
         return bad("description must be at most 4000 characters");
     }
     if patch.price_cents.is_some_and(|p| p <= 0) {
@@ -100,11 +108,23 @@ mod tests {
         let code = |o| order(o).err().map(|e| e.code());
         assert_eq!(code(req("a@example.com", vec![("A", 1)])), None);
         assert_eq!(code(req("nope", vec![("A", 1)])), Some("invalid_email"));
-        assert_eq!(code(req("a@localhost", vec![("A", 1)])), Some("invalid_email"));
+        assert_eq!(
+            code(req("a@localhost", vec![("A", 1)])),
+            Some("invalid_email")
+        );
         assert_eq!(code(req("a@example.com", vec![])), Some("no_lines"));
-        assert_eq!(code(req("a@example.com", vec![("A", 0)])), Some("invalid_quantity"));
-        assert_eq!(code(req("a@example.com", vec![("A", 101)])), Some("invalid_quantity"));
-        assert_eq!(code(req("a@example.com", vec![("A", 1), ("A", 2)])), Some("duplicate_sku"));
+        assert_eq!(
+            code(req("a@example.com", vec![("A", 0)])),
+            Some("invalid_quantity")
+        );
+        assert_eq!(
+            code(req("a@example.com", vec![("A", 101)])),
+            Some("invalid_quantity")
+        );
+        assert_eq!(
+            code(req("a@example.com", vec![("A", 1), ("A", 2)])),
+            Some("duplicate_sku")
+        );
         let many: Vec<(&str, i32)> = (0..51).map(|_| ("A", 1)).collect();
         assert_eq!(code(req("a@example.com", many)), Some("too_many_lines"));
     }

@@ -71,16 +71,18 @@ impl TestEnv {
             .await?
             .error_for_status()?;
 
-        let mut data = DataSettings::default();
-        data.database_url = SecretString::from(format!("{}/{database}", postgres_base()));
-        data.database_url_file = None;
-        data.amqp_url = SecretString::from(format!("{}/{vhost}", amqp_base()));
-        data.amqp_url_file = None;
-        data.redis_url = SecretString::from(redis_url());
-        data.redis_url_file = None;
-        data.redis_key_prefix = format!("strata-test:{id}:");
-        data.database_max_connections = 20;
-        data.delivery_limit = 5;
+        let data = DataSettings {
+            database_url: SecretString::from(format!("{}/{database}", postgres_base())),
+            database_url_file: None,
+            amqp_url: SecretString::from(format!("{}/{vhost}", amqp_base())),
+            amqp_url_file: None,
+            redis_url: SecretString::from(redis_url()),
+            redis_url_file: None,
+            redis_key_prefix: format!("strata-test:{id}:"),
+            database_max_connections: 20,
+            delivery_limit: 5,
+            ..DataSettings::default()
+        };
         let pool = data::db::migrate(&data).await?;
         Ok(TestEnv {
             id,
@@ -209,8 +211,10 @@ impl Drop for TestEnv {
                     .basic_auth("guest", Some("guest"))
                     .send()
                     .await;
-                if let Ok(client) = redis::Client::open(redis_url()) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    {
                         let keys: Vec<String> = redis::cmd("KEYS")
                             .arg(format!("{prefix}*"))
                             .query_async(&mut conn)
@@ -239,7 +243,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

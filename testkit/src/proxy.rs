@@ -22,7 +22,9 @@ struct ProxyState {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `target`.
     pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let state = Arc::new(Mutex::new(ProxyState {
             enabled: true,

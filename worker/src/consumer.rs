@@ -147,7 +147,10 @@ impl Worker {
             match self.consume_session(&mut backoff, &backoff_builder).await {
                 Ok(()) => {}
                 Err(err) => {
-                    tracing::warn!(error = format!("{err:#}"), "consumer session ended; reconnecting");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "consumer session ended; reconnecting"
+                    );
                 }
             }
             if stop.is_cancelled() {
@@ -192,7 +195,10 @@ impl Worker {
             )
             .await?;
         *backoff = backoff_builder.build();
-        tracing::info!(prefetch = self.settings.prefetch, "consuming {FULFIL_QUEUE}");
+        tracing::info!(
+            prefetch = self.settings.prefetch,
+            "consuming {FULFIL_QUEUE}"
+        );
 
         let mut in_flight = JoinSet::new();
         let outcome: anyhow::Result<()> = loop {
@@ -217,7 +223,10 @@ impl Worker {
             // Stop taking messages, then take what the broker already sent us: every
             // delivery is processed and acked before the channel closes.
             let tag = consumer.tag();
-            if let Err(err) = channel.basic_cancel(tag, BasicCancelOptions::default()).await {
+            if let Err(err) = channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await
+            {
                 tracing::warn!(error = %err, "basic.cancel failed");
             }
             while let Ok(Some(Ok(delivery))) =

@@ -55,7 +55,11 @@ pub async fn place(
         .insert_header(("Location", format!("/api/v1/orders/{}", order.id)))
         .insert_header((
             "Idempotent-Replayed",
-            if placement == Placement::Replayed { "true" } else { "false" },
+            if placement == Placement::Replayed {
+                "true"
+            } else {
+                "false"
+            },
         ))
         .json(order))
 }

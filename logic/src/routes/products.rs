@@ -30,19 +30,22 @@ impl ListParams {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
         if !(1..=1_000_000).contains(&page) {
-            return Err(ApiError::InvalidQuery("page must be between 1 and 1000000".into()));
+            return Err(ApiError::InvalidQuery(
+                "page must be between 1 and 1000000".into(),
+            ));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
             return Err(ApiError::InvalidQuery(format!(
                 "per_page must be between 1 and {MAX_PER_PAGE}"
             )));
         }
-        let non_empty = |s: Option<String>| {
-            s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-        };
+        let non_empty =
+            |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let q = non_empty(self.q);
         if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-            return Err(ApiError::InvalidQuery("q must be at most 200 characters".into()));
+            return Err(ApiError::InvalidQuery(
+                "q must be at most 200 characters".into(),
+            ));
         }
         Ok(ProductQuery {
             category: non_empty(self.category),
@@ -68,7 +71,11 @@ pub async fn list(
     let pool = state.pool.clone();
     let load = {
         let query = query.clone();
-        || async move { data::products::list(&pool, &query).await.map_err(ApiError::from) }
+        || async move {
+            data::products::list(&pool, &query)
+                .await
+                .map_err(ApiError::from)
+        }
     };
     let page = match state.cache.catalog_generation().await {
         Some(generation) => {
@@ -134,7 +141,9 @@ pub async fn get(
     let (product, source) = state
         .cache
         .get_or_load(&key, || async move {
-            data::products::get(&pool, &lookup).await.map_err(ApiError::from)
+            data::products::get(&pool, &lookup)
+                .await
+                .map_err(ApiError::from)
         })
         .await?;
     let product = product.ok_or(ApiError::ProductNotFound(sku))?;

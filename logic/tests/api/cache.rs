@@ -24,19 +24,37 @@ async fn the_second_read_is_a_hit_and_an_update_invalidates() {
         .await;
     assert_eq!(res.status(), 200);
     let after = app.get("/api/v1/products/BOWL-1").await;
-    assert_eq!(cache_header(&after), "miss", "the update dropped the cached copy");
+    assert_eq!(
+        cache_header(&after),
+        "miss",
+        "the update dropped the cached copy"
+    );
     let fresh: contracts::Product = after.json().await.expect("product");
     assert_eq!(fresh.price_cents, 1500);
 
     // Listings are invalidated too (their keys carry the catalog generation).
-    let list: contracts::ProductPage = app.get("/api/v1/products?category=Test").await.json().await.expect("page");
+    let list: contracts::ProductPage = app
+        .get("/api/v1/products?category=Test")
+        .await
+        .json()
+        .await
+        .expect("page");
     assert_eq!(list.items[0].price_cents, 1500);
-    app.patch_product("BOWL-1", &json!({"price_cents": 1600}), Some(ADMIN_TOKEN)).await;
-    let list: contracts::ProductPage = app.get("/api/v1/products?category=Test").await.json().await.expect("page");
+    app.patch_product("BOWL-1", &json!({"price_cents": 1600}), Some(ADMIN_TOKEN))
+        .await;
+    let list: contracts::ProductPage = app
+        .get("/api/v1/products?category=Test")
+        .await
+        .json()
+        .await
+        .expect("page");
     assert_eq!(list.items[0].price_cents, 1600);
 
     let metrics = app.metrics().await;
-    assert!(metrics.contains("strata_cache_requests_total{result=\"hit\"}"), "{metrics}");
+    assert!(
+        metrics.contains("strata_cache_requests_total{result=\"hit\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("strata_cache_requests_total{result=\"miss\"}"));
 }
 
@@ -57,7 +75,10 @@ async fn reads_succeed_when_redis_is_unreachable() {
     assert_eq!(app.get("/api/v1/products").await.status(), 200);
     assert_eq!(app.get("/api/v1/categories").await.status(), 200);
     let metrics = app.metrics().await;
-    assert!(metrics.contains("strata_cache_unavailable_total"), "{metrics}");
+    assert!(
+        metrics.contains("strata_cache_unavailable_total"),
+        "{metrics}"
+    );
     let ready: serde_json::Value = app.get("/readyz").await.json().await.expect("json");
     assert_eq!(ready["status"], "ready", "Redis is not required: {ready}");
 }

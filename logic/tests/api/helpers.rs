@@ -33,7 +33,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts logic with settings adjusted by `tweak` (e.g. an unreachable Redis).
 pub async fn spawn_app_with(env: TestEnv, tweak: impl FnOnce(&mut LogicSettings)) -> TestApp {
-    data::telemetry::init("warn");
+    data::telemetry::init("error");
     let mut settings = LogicSettings::with_data(env.data.clone());
     settings.admin_token = Some(SecretString::from(ADMIN_TOKEN.to_owned()));
     tweak(&mut settings);
@@ -83,7 +83,12 @@ impl TestApp {
     pub async fn place_order(&self, email: &str, lines: &[(&str, i32)]) -> Order {
         let body = order_body(email, lines);
         let res = self.post_order(&body, None).await;
-        assert_eq!(res.status(), 202, "order not accepted: {}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            202,
+            "order not accepted: {}",
+            res.text().await.unwrap_or_default()
+        );
         res.json().await.expect("order JSON")
     }
 
@@ -104,7 +109,12 @@ impl TestApp {
         .await
     }
 
-    pub async fn patch_product(&self, sku: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
+    pub async fn patch_product(
+        &self,
+        sku: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .patch(self.url(&format!("/api/v1/products/{sku}")))
@@ -136,16 +146,16 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) {
     let message = body["error"]["message"].as_str().expect("message");
     assert!(!message.is_empty());
     for leak in ["SELECT", "INSERT", "sqlx", "panicked", "stack backtrace"] {
-        assert!(!message.contains(leak), "error message leaks internals: {message}");
+        assert!(
+            !message.contains(leak),
+            "error message leaks internals: {message}"
+        );
     }
 }
 
 impl TestApp {
     /// Owned-body variant for closures.
-    pub fn post_order_owned(
-        &self,
-        body: Value,
-    ) -> impl std::future::Future<Output = reqwest::Response> + '_ {
-        async move { self.post_order(&body, None).await }
+    pub async fn post_order_owned(&self, body: Value) -> reqwest::Response {
+        self.post_order(&body, None).await
     }
 }

@@ -35,7 +35,10 @@ async fn an_order_placed_over_http_is_fulfilled_by_a_worker() {
     assert!(done.updated_at >= done.created_at);
 
     let metrics = app.metrics().await;
-    assert!(metrics.contains("strata_messages_published_total"), "{metrics}");
+    assert!(
+        metrics.contains("strata_messages_published_total"),
+        "{metrics}"
+    );
     assert!(metrics.contains("strata_orders_placed_total"));
 }
 
@@ -129,7 +132,12 @@ async fn catalog_listing_search_and_categories() {
     assert_eq!((page.page, page.per_page, page.total), (2, 100, 400));
     assert_eq!(page.items.len(), 100);
 
-    let cats: contracts::CategoryList = app.get("/api/v1/categories").await.json().await.expect("cats");
+    let cats: contracts::CategoryList = app
+        .get("/api/v1/categories")
+        .await
+        .json()
+        .await
+        .expect("cats");
     assert_eq!(cats.items.len(), 20);
     assert!(cats.items.iter().all(|c| c.product_count == 20));
 
@@ -143,7 +151,12 @@ async fn catalog_listing_search_and_categories() {
     assert!(kitchen.items.iter().all(|p| p.category == "Kitchen"));
 
     let probe = &kitchen.items[0];
-    let word = probe.name.split(' ').next_back().expect("a word").to_lowercase();
+    let word = probe
+        .name
+        .split(' ')
+        .next_back()
+        .expect("a word")
+        .to_lowercase();
     let found: contracts::ProductPage = app
         .get(&format!("/api/v1/products?q={word}&per_page=100"))
         .await
@@ -167,7 +180,12 @@ async fn catalog_listing_search_and_categories() {
 #[tokio::test]
 async fn openapi_describes_every_route() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app.get("/api/v1/openapi.json").await.json().await.expect("json");
+    let doc: serde_json::Value = app
+        .get("/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("json");
     let paths = doc["paths"].as_object().expect("paths");
     for path in [
         "/healthz",

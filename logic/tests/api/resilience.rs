@@ -24,7 +24,10 @@ async fn readiness_names_the_failing_dependency() {
     assert_eq!(body["checks"]["rabbitmq"], "unreachable", "{body}");
     assert_eq!(body["checks"]["postgres"], "ok", "{body}");
     let text = body.to_string();
-    assert!(!text.contains("guest:guest"), "no secret in readiness output");
+    assert!(
+        !text.contains("guest:guest"),
+        "no secret in readiness output"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -48,7 +51,10 @@ async fn an_order_accepted_while_the_broker_is_unreachable_is_fulfilled_once_it_
             .fetch_one(&app.env.pool)
             .await
             .expect("count");
-    assert_eq!(unpublished, 1, "the command waits in the outbox while the broker is away");
+    assert_eq!(
+        unpublished, 1,
+        "the command waits in the outbox while the broker is away"
+    );
 
     // The worker reaches the broker directly; logic only once the proxy is restored.
     app.spawn_worker(0);

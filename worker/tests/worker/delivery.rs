@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use data::fulfil::Outcome;
+use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
-use lapin::BasicProperties;
 use secrecy::{ExposeSecret, SecretString};
 use worker::payment::PaymentGateway;
 use worker::{Disposition, handle_message};
@@ -35,7 +35,10 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     // A copy under a new message id (a redrive, say) finds the order final.
     let other = uuid::Uuid::now_v7().to_string();
     let third = handle_message(&rig.env.pool, &gateway(0.0), Some(&other), &body).await;
-    assert!(matches!(third, Disposition::Ack(Some(Outcome::AlreadyFinal(_)))));
+    assert!(matches!(
+        third,
+        Disposition::Ack(Some(Outcome::AlreadyFinal(_)))
+    ));
     assert_eq!(rig.env.stock("DUP-1").await, 3);
 }
 
@@ -64,7 +67,8 @@ async fn the_same_message_delivered_twice_by_the_broker_is_applied_once() {
         .await
         .expect("publish");
     rig.spawn_worker(rig.worker_settings());
-    rig.wait_status(id, "fulfilled", Duration::from_secs(20)).await;
+    rig.wait_status(id, "fulfilled", Duration::from_secs(20))
+        .await;
     testkit::eventually(Duration::from_secs(20), "both copies consumed", || async {
         (rig.env.queue_ready(contracts::FULFIL_QUEUE).await == 0
             && rig.env.queue_counts(contracts::FULFIL_QUEUE).await == Some((0, 0)))
@@ -81,17 +85,27 @@ async fn payment_declined_rejects_without_taking_stock() {
     rig.env.product("DEC-1", 100, 5).await;
     let id = rig.place("DEC-1", 2).await;
     let (message_id, body) = rig.command_body(id).await;
-    let d = handle_message(&rig.env.pool, &gateway(1.0), Some(&message_id.to_string()), &body).await;
-    assert_eq!(d, Disposition::Ack(Some(Outcome::Rejected("payment_declined".into()))));
+    let d = handle_message(
+        &rig.env.pool,
+        &gateway(1.0),
+        Some(&message_id.to_string()),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        d,
+        Disposition::Ack(Some(Outcome::Rejected("payment_declined".into())))
+    );
     assert_eq!(rig.env.stock("DEC-1").await, 5);
     assert_eq!(
         rig.env.order_status(id).await,
         ("rejected".to_owned(), Some("payment_declined".to_owned()))
     );
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'OrderRejected'")
-        .fetch_one(&rig.env.pool)
-        .await
-        .expect("count");
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'OrderRejected'")
+            .fetch_one(&rig.env.pool)
+            .await
+            .expect("count");
     assert_eq!(events, 1);
 }
 
@@ -116,9 +130,11 @@ async fn a_poison_message_is_dead_lettered_at_once() {
         .await
         .expect("publish");
     rig.spawn_worker(rig.worker_settings());
-    testkit::eventually(Duration::from_secs(20), "the poison message in the DLQ", || async {
-        (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the poison message in the DLQ",
+        || async { (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(()) },
+    )
     .await;
 }
 
@@ -133,9 +149,11 @@ async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_lim
     settings.data.database_url = SecretString::from(format!("{url}_missing"));
     settings.data.database_acquire_timeout_ms = 500;
     rig.spawn_worker(settings);
-    testkit::eventually(Duration::from_secs(60), "the message in the DLQ", || async {
-        (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(60),
+        "the message in the DLQ",
+        || async { (rig.env.queue_ready(contracts::FULFIL_DLQ).await == 1).then_some(()) },
+    )
     .await;
     assert_eq!(rig.env.order_status(id).await.0, "pending");
     assert_eq!(rig.env.queue_ready(contracts::FULFIL_QUEUE).await, 0);

@@ -22,7 +22,7 @@ impl Drop for Rig {
 
 impl Rig {
     pub async fn new() -> Rig {
-        data::telemetry::init("warn");
+        data::telemetry::init("error");
         let env = TestEnv::new().await;
         let stop = CancellationToken::new();
         tokio::spawn(data::relay::run(

@@ -46,7 +46,8 @@ async fn a_worker_killed_mid_message_leaves_it_to_another_worker_exactly_once() 
     assert_eq!(rig.env.order_status(id).await.0, "pending");
 
     rig.spawn_worker(rig.worker_settings());
-    rig.wait_status(id, "fulfilled", Duration::from_secs(30)).await;
+    rig.wait_status(id, "fulfilled", Duration::from_secs(30))
+        .await;
     assert_eq!(rig.env.stock("KILL-1").await, 3, "stock taken exactly once");
     assert_eq!(rig.processed().await, 1);
 }
@@ -55,7 +56,8 @@ async fn a_worker_killed_mid_message_leaves_it_to_another_worker_exactly_once() 
 async fn sigterm_finishes_and_acks_the_message_in_flight_then_exits_zero() {
     let rig = Rig::new().await;
     rig.env.product("TERM-1", 100, 5).await;
-    let mut worker = spawn_worker_process(&rig, 1500);
+    // Long enough for the management API (which samples every few seconds) to see it.
+    let mut worker = spawn_worker_process(&rig, 8000);
     let id = rig.place("TERM-1", 1).await;
     wait_in_flight(&rig).await;
     let pid = worker.id().expect("pid").to_string();
