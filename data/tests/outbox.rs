@@ -1,0 +1,122 @@
+//! Migrations, seeding and the outbox relay against the real Postgres and RabbitMQ.
+
+use std::time::Duration;
+
+use contracts::{OrderLineRequest, PlaceOrder};
+use data::relay::RelayConfig;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_migrating_at_once_all_succeed() {
+    let env = testkit::TestEnv::new().await;
+    // A database nobody migrated yet, next to the test's own.
+    let mut fresh = env.data.clone();
+    let url = env.data.database_url.expose_secret().to_owned();
+    fresh.database_url = SecretString::from(format!("{url}_fresh"));
+    let runs = futures_lite::future::zip(
+        futures_lite::future::zip(data::db::migrate(&fresh), data::db::migrate(&fresh)),
+        futures_lite::future::zip(data::db::migrate(&fresh), data::db::migrate(&fresh)),
+    )
+    .await;
+    let ((a, b), (c, d)) = runs;
+    for result in [a, b, c, d] {
+        let pool = result.expect("every replica migrates");
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(applied as usize, data::db::MIGRATOR.iter().count());
+        pool.close().await;
+    }
+    sqlx::query(&format!(
+        "DROP DATABASE \"{}_fresh\" WITH (FORCE)",
+        env.database
+    ))
+    .execute(&env.pool)
+    .await
+    .expect("drop");
+}
+
+#[tokio::test]
+async fn seeding_twice_changes_nothing() {
+    let env = testkit::TestEnv::new().await;
+    assert_eq!(data::seed::seed(&env.pool, 1500).await.expect("seed"), 1500);
+    sqlx::query("UPDATE products SET stock = 0 WHERE sku = 'KIT-00001'")
+        .execute(&env.pool)
+        .await
+        .expect("update");
+    assert_eq!(data::seed::seed(&env.pool, 1500).await.expect("seed"), 0);
+    assert_eq!(
+        env.stock("KIT-00001").await,
+        0,
+        "existing rows are left alone"
+    );
+    let (count, categories): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT category) FROM products")
+            .fetch_one(&env.pool)
+            .await
+            .expect("count");
+    assert_eq!((count, categories), (1500, 20));
+}
+
+#[tokio::test]
+async fn schema_constraints_hold_without_the_application() {
+    let env = testkit::TestEnv::new().await;
+    env.product("CHK-1", 100, 1).await;
+    for bad in [
+        "UPDATE products SET stock = -1 WHERE sku = 'CHK-1'",
+        "UPDATE products SET price_cents = 0 WHERE sku = 'CHK-1'",
+        "INSERT INTO orders (id, email, total_cents, status) VALUES (gen_random_uuid(), 'a@b.c', 100, 'lost')",
+        "INSERT INTO orders (id, email, total_cents, status) VALUES (gen_random_uuid(), 'a@b.c', 100, 'rejected')",
+    ] {
+        assert!(sqlx::query(bad).execute(&env.pool).await.is_err(), "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_publish_every_message_exactly_once() {
+    let env = testkit::TestEnv::new().await;
+    env.product("REL-1", 100, 1000).await;
+    for _ in 0..150 {
+        data::orders::place(
+            &env.pool,
+            &PlaceOrder {
+                email: "r@example.com".to_owned(),
+                lines: vec![OrderLineRequest {
+                    sku: "REL-1".to_owned(),
+                    quantity: 1,
+                }],
+            },
+            None,
+            None,
+        )
+        .await
+        .expect("place");
+    }
+    let stop = CancellationToken::new();
+    let config = RelayConfig {
+        batch_size: 20,
+        poll_interval: Duration::from_millis(50),
+        ..RelayConfig::default()
+    };
+    for _ in 0..2 {
+        tokio::spawn(data::relay::run(
+            env.pool.clone(),
+            env.data.clone(),
+            config.clone(),
+            stop.clone(),
+        ));
+    }
+    testkit::eventually(Duration::from_secs(30), "the outbox drained", || async {
+        (data::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
+    })
+    .await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.queue_ready(contracts::FULFIL_QUEUE).await,
+        150,
+        "each of the 150 commands is in the queue once"
+    );
+}
