@@ -1,6 +1,8 @@
 //! Request and response bodies of the logic API (`/api/v1`).
 
 use chrono::{DateTime, Utc};
+
+use crate::integral;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,6 +13,21 @@ pub const MIN_QUANTITY: i32 = 1;
 pub const MAX_QUANTITY: i32 = 100;
 /// Bounds on the number of lines in one order.
 pub const MAX_LINES: usize = 50;
+/// Highest price of one product, in cents (keeps every order total far from overflow).
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+/// Highest stock of one product.
+pub const MAX_STOCK: i32 = 1_000_000_000;
+
+/// Whether a string has the shape of a sku (upper-case letters, digits, dashes).
+pub fn is_valid_sku(sku: &str) -> bool {
+    let bytes = sku.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'-')
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -48,18 +65,33 @@ pub struct CategoryList {
     pub items: Vec<Category>,
 }
 
-/// Body of `PATCH /api/v1/products/{sku}`: every field optional, at least one present.
+/// Body of `PATCH /api/v1/products/{sku}`: the fields to change; absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option_i64"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000_000))]
     pub price_cents: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option_i32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000_000))]
     pub stock: Option<i32>,
 }
 
@@ -67,14 +99,29 @@ pub struct ProductPatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlaceOrder {
+    /// Where the confirmation goes: an address with a domain, like `ada@example.com`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            format = "email",
+            min_length = 3,
+            max_length = 254,
+            pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+        )
+    )]
     pub email: String,
+    /// One line per product (each sku at most once), 1 to 50 lines.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub lines: Vec<OrderLineRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLineRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$"))]
     pub sku: String,
+    #[serde(deserialize_with = "integral::i32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub quantity: i32,
 }
 

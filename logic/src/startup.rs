@@ -47,6 +47,20 @@ pub fn json_error(err: actix_web::Error) -> ApiError {
     }
 }
 
+/// Reads a JSON body that must be an object of type `T` (serde would also accept a
+/// struct written as an array, which the API does not document).
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
+) -> Result<T, ApiError> {
+    let value = body.map_err(json_error)?.into_inner();
+    if !value.is_object() {
+        return Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
 fn query_error(err: QueryPayloadError) -> ApiError {
     ApiError::InvalidQuery(err.to_string())
 }
@@ -74,7 +88,7 @@ impl Application {
                 tracing::warn!(
                     error = format!("{err:#}"),
                     ?wait,
-                    "Postgres not ready; retrying"
+                    "cannot migrate the database yet; retrying"
                 )
             })
             .await
@@ -202,24 +216,35 @@ pub async fn shutdown_signal(stop: &CancellationToken) {
     }
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    // A known path with the wrong method is 405, anything else 404.
-    let known = [
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/api/v1/openapi.json",
-        "/api/v1/products",
-        "/api/v1/categories",
-        "/api/v1/orders",
-    ];
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    // A known path with another method is 405 with `Allow`; anything else is 404.
     let path = req.path();
-    let is_known = known.contains(&path)
-        || path.starts_with("/api/v1/products/")
-        || path.starts_with("/api/v1/orders/");
-    if is_known {
-        Err(ApiError::MethodNotAllowed)
-    } else {
-        Err(ApiError::NotFound)
+    let allow = match path {
+        "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/categories" => {
+            Some("GET")
+        }
+        "/api/v1/products" => Some("GET"),
+        "/api/v1/orders" => Some("POST"),
+        p if p.starts_with("/api/v1/products/")
+            && !p["/api/v1/products/".len()..].contains('/') =>
+        {
+            Some("GET, PATCH")
+        }
+        p if p.starts_with("/api/v1/orders/") && !p["/api/v1/orders/".len()..].contains('/') => {
+            Some("GET")
+        }
+        _ => None,
+    };
+    match allow {
+        Some(allow) => {
+            let mut res = ApiError::MethodNotAllowed.error_response();
+            res.headers_mut().insert(
+                actix_web::http::header::ALLOW,
+                actix_web::http::header::HeaderValue::from_static(allow),
+            );
+            res
+        }
+        None => ApiError::NotFound.error_response(),
     }
 }

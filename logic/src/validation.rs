@@ -2,9 +2,20 @@
 
 use std::collections::HashSet;
 
-use contracts::{MAX_LINES, MAX_QUANTITY, MIN_QUANTITY, PlaceOrder, ProductPatch};
+use contracts::{
+    MAX_LINES, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK, MIN_QUANTITY, PlaceOrder, ProductPatch,
+    is_valid_sku,
+};
 
 use crate::error::ApiError;
+
+/// Whether a patch changes anything.
+pub fn is_empty_patch(patch: &ProductPatch) -> bool {
+    patch.name.is_none()
+        && patch.description.is_none()
+        && patch.price_cents.is_none()
+        && patch.stock.is_none()
+}
 
 /// Checks an order request and returns it normalised (email trimmed).
 pub fn order(mut order: PlaceOrder) -> Result<PlaceOrder, ApiError> {
@@ -38,6 +49,10 @@ pub fn order(mut order: PlaceOrder) -> Result<PlaceOrder, ApiError> {
                 line.sku
             )));
         }
+        // A sku of the wrong shape cannot exist; no need to ask the database.
+        if !is_valid_sku(&line.sku) {
+            return Err(ApiError::UnknownSku(line.sku.clone()));
+        }
         if !seen.insert(line.sku.as_str()) {
             return Err(ApiError::DuplicateSku(line.sku.clone()));
         }
@@ -47,12 +62,9 @@ pub fn order(mut order: PlaceOrder) -> Result<PlaceOrder, ApiError> {
 
 pub fn product_patch(patch: &ProductPatch) -> Result<(), ApiError> {
     let bad = |m: &str| Err(ApiError::InvalidProductPatch(m.to_owned()));
-    if patch.name.is_none()
-        && patch.description.is_none()
-        && patch.price_cents.is_none()
-        && patch.stock.is_none()
-    {
-        return bad("give at least one of name, description, price_cents, stock");
+    let has_nul = |s: &Option<String>| s.as_ref().is_some_and(|s| s.contains('\0'));
+    if has_nul(&patch.name) || has_nul(&patch.description) {
+        return bad("text must not contain NUL characters");
     }
     if let Some(name) = &patch.name
         && (name.trim().is_empty() || name.chars().count() > 200)
@@ -66,11 +78,14 @@ pub fn product_patch(patch: &ProductPatch) -> Result<(), ApiError> {
     {
         return bad("description must be at most 4000 characters");
     }
-    if patch.price_cents.is_some_and(|p| p <= 0) {
-        return bad("price_cents must be positive");
+    if patch
+        .price_cents
+        .is_some_and(|p| !(1..=MAX_PRICE_CENTS).contains(&p))
+    {
+        return bad("price_cents must be between 1 and 100000000");
     }
-    if patch.stock.is_some_and(|s| s < 0) {
-        return bad("stock must not be negative");
+    if patch.stock.is_some_and(|s| !(0..=MAX_STOCK).contains(&s)) {
+        return bad("stock must be between 0 and 1000000000");
     }
     Ok(())
 }

@@ -15,7 +15,8 @@ use crate::validation;
 /// request returns the same order and creates nothing.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     request_body = PlaceOrder,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false,
+        min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "client-chosen key, 1 to 255 printable ASCII characters")),
     responses(
         (status = 202, description = "accepted; fulfilment follows", body = Order,
@@ -30,7 +31,7 @@ use crate::validation;
 pub async fn place(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Result<web::Json<PlaceOrder>, actix_web::Error>,
+    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     let key = match req.headers().get("Idempotency-Key") {
         Some(v) => Some(validation::idempotency_key(v.to_str().map_err(|_| {
@@ -38,7 +39,7 @@ pub async fn place(
         })?)?),
         None => None,
     };
-    let order = validation::order(body.map_err(crate::startup::json_error)?.into_inner())?;
+    let order = validation::order(crate::startup::json_object::<PlaceOrder>(body)?)?;
     let traceparent = Some(trace_context(&req).child().to_string());
     let (order, placement) = data::orders::place(&state.pool, &order, key, traceparent)
         .await
@@ -66,7 +67,7 @@ pub async fn place(
 
 /// One order with its status.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "the order's id (a UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "the order's id (a UUID)")),
     responses(
         (status = 200, description = "the order", body = Order),
         (status = 400, description = "not a UUID (`invalid_order_id`)", body = ErrorBody),

@@ -14,8 +14,10 @@ use crate::validation;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only products of this category (exact name).
+    #[param(pattern = "^[^\\u0000]*$")]
     pub category: Option<String>,
     /// Words to find in the name or description (case-insensitive).
+    #[param(pattern = "^[^\\u0000]*$", max_length = 200)]
     pub q: Option<String>,
     /// 1-based page number.
     #[param(minimum = 1, maximum = 1000000)]
@@ -38,6 +40,14 @@ impl ListParams {
             return Err(ApiError::InvalidQuery(format!(
                 "per_page must be between 1 and {MAX_PER_PAGE}"
             )));
+        }
+        if [&self.q, &self.category]
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| s.contains('\0')))
+        {
+            return Err(ApiError::InvalidQuery(
+                "q and category must not contain NUL".into(),
+            ));
         }
         let non_empty =
             |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
@@ -135,6 +145,9 @@ pub async fn get(
     sku: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let sku = sku.into_inner();
+    if !contracts::is_valid_sku(&sku) {
+        return Err(ApiError::ProductNotFound(sku));
+    }
     let key = state.cache.key(&format!("product:{sku}"));
     let pool = state.pool.clone();
     let lookup = sku.clone();
@@ -170,19 +183,30 @@ pub async fn get(
         (status = 413, description = "body over 64 KiB (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "body is not JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "invalid values (`invalid_product_patch`)", body = ErrorBody),
+        (status = 503, description = "Postgres unreachable", body = ErrorBody),
     ))]
 #[patch("/api/v1/products/{sku}")]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     sku: web::Path<String>,
-    body: Result<web::Json<ProductPatch>, actix_web::Error>,
+    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     // Authentication comes before any look at the body.
     state.admin.check(&req)?;
-    let patch = body.map_err(crate::startup::json_error)?.into_inner();
+    let patch: ProductPatch = crate::startup::json_object(body)?;
     validation::product_patch(&patch)?;
     let sku = sku.into_inner();
+    if !contracts::is_valid_sku(&sku) {
+        return Err(ApiError::ProductNotFound(sku));
+    }
+    if validation::is_empty_patch(&patch) {
+        // Nothing to change: answer with the product as it is.
+        let product = data::products::get(&state.pool, &sku)
+            .await?
+            .ok_or(ApiError::ProductNotFound(sku))?;
+        return Ok(HttpResponse::Ok().json(product));
+    }
     let traceparent = Some(trace_context(&req).child().to_string());
     let product = data::products::update(&state.pool, &sku, &patch, traceparent)
         .await?

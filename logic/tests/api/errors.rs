@@ -192,10 +192,30 @@ async fn lookups_and_admin_calls_fail_cleanly() {
     )
     .await;
     assert_error(
-        app.patch_product("PEN-2", &json!({}), Some(ADMIN_TOKEN))
-            .await,
+        app.patch_product(
+            "PEN-2",
+            &json!({"price_cents": 100_000_001}),
+            Some(ADMIN_TOKEN),
+        )
+        .await,
         422,
         "invalid_product_patch",
+    )
+    .await;
+    let unchanged = app
+        .patch_product("PEN-2", &json!({}), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(unchanged.status(), 200, "an empty patch changes nothing");
+    assert_error(
+        app.get("/api/v1/products?q=a%00b").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/products/a%00b").await,
+        404,
+        "product_not_found",
     )
     .await;
     assert_error(
