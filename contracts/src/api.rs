@@ -215,3 +215,53 @@ pub struct Readiness {
     /// One entry per dependency: `ok` or what failed.
     pub checks: std::collections::BTreeMap<String, String>,
 }
+
+/// One message in the dead-letter queue, as `GET /api/v1/ops/dlq` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadLetter {
+    pub message_id: Option<String>,
+    /// Message type, e.g. `FulfilOrder`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The order the message is about, when it names one.
+    pub order_id: Option<Uuid>,
+    /// Why the broker dead-lettered it: `delivery_limit` (failed too often) or `rejected`
+    /// (a consumer refused it as unprocessable).
+    pub reason: Option<String>,
+    /// The queue it was dead-lettered from.
+    pub queue: Option<String>,
+    /// When it was dead-lettered first.
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+    /// The body as text (cut at 2 KiB).
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadLetterList {
+    /// Messages waiting in the dead-letter queue.
+    pub total: u32,
+    /// The first of them, oldest first (at most `limit`).
+    pub items: Vec<DeadLetter>,
+}
+
+/// Body of `POST /api/v1/ops/dlq/redrive` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Move at most this many messages (default: all, up to 10000).
+    #[serde(default, deserialize_with = "integral::option_i32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub limit: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedriveResult {
+    /// Messages moved back to their work queue.
+    pub redriven: u32,
+    /// Messages left in the dead-letter queue.
+    pub remaining: u32,
+}

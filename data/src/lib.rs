@@ -5,6 +5,7 @@ pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod dlq;
 pub mod fulfil;
 pub mod orders;
 pub mod outbox;

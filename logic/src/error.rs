@@ -33,6 +33,8 @@ pub enum ApiError {
     InvalidOrderId(String),
     #[error("{0}")]
     InvalidIdempotencyKey(String),
+    #[error("{0}")]
+    InvalidRedrive(String),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error("no product with sku {0}")]
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::InvalidOrderId(_) => "invalid_order_id",
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::InvalidRedrive(_) => "invalid_redrive",
             ApiError::ProductNotFound(_) => "product_not_found",
             ApiError::OrderNotFound(_) => "order_not_found",
             ApiError::NotFound => "not_found",
@@ -94,6 +97,7 @@ impl ApiError {
         "invalid_order_id",
         "invalid_idempotency_key",
         "idempotency_key_reused",
+        "invalid_redrive",
         "product_not_found",
         "order_not_found",
         "not_found",
@@ -141,7 +145,8 @@ impl ResponseError for ApiError {
             | ApiError::DuplicateSku(_)
             | ApiError::UnknownSku(_)
             | ApiError::InvalidProductPatch(_)
-            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::IdempotencyKeyReused
+            | ApiError::InvalidRedrive(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ProductNotFound(_) | ApiError::OrderNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -25,6 +25,8 @@ use crate::routes;
         routes::products::update,
         routes::orders::place,
         routes::orders::get,
+        routes::ops::list,
+        routes::ops::redrive,
         openapi_json,
     ),
     modifiers(&AdminAuth),
@@ -32,6 +34,7 @@ use crate::routes;
         (name = "catalog", description = "products and categories"),
         (name = "orders", description = "placing and following orders"),
         (name = "health", description = "probes and metrics"),
+        (name = "ops", description = "operations (admin): the dead-letter queue"),
     )
 )]
 pub struct ApiDoc;

@@ -129,6 +129,8 @@ impl Application {
                 .service(routes::products::update)
                 .service(routes::orders::place)
                 .service(routes::orders::get)
+                .service(routes::ops::list)
+                .service(routes::ops::redrive)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -225,7 +227,8 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
             Some("GET")
         }
         "/api/v1/products" => Some("GET"),
-        "/api/v1/orders" => Some("POST"),
+        "/api/v1/orders" | "/api/v1/ops/dlq/redrive" => Some("POST"),
+        "/api/v1/ops/dlq" => Some("GET"),
         p if p.starts_with("/api/v1/products/")
             && !p["/api/v1/products/".len()..].contains('/') =>
         {

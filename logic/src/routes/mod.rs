@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area.
 
 pub mod health;
+pub mod ops;
 pub mod orders;
 pub mod products;
 

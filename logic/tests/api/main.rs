@@ -4,5 +4,6 @@
 mod cache;
 mod errors;
 mod helpers;
+mod ops;
 mod orders;
 mod resilience;

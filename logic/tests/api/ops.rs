@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use contracts::{DeadLetterList, OrderStatus, RedriveResult};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::helpers::{ADMIN_TOKEN, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_and_redriven_to_fulfilment() {
+    let mut app = spawn_app().await;
+    app.env.product("DLQ-1", 800, 5).await;
+
+    // A worker whose database is gone fails every attempt until the delivery limit.
+    let mut broken = worker::WorkerSettings::with_data(app.env.data.clone());
+    let url = app.env.data.database_url.expose_secret().to_owned();
+    broken.data.database_url = SecretString::from(format!("{url}_gone"));
+    broken.data.database_acquire_timeout_ms = 300;
+    broken.retry_delay_ms = 20;
+    let broken = worker::Worker::build(broken).expect("worker");
+    let stop_broken = broken.stop_token();
+    tokio::spawn(broken.run_until_stopped());
+
+    let order = app.place_order("dlq@example.com", &[("DLQ-1", 2)]).await;
+    let list: DeadLetterList =
+        testkit::eventually(Duration::from_secs(60), "a dead letter", || async {
+            let res = app
+                .http
+                .get(app.url("/api/v1/ops/dlq"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .ok()?;
+            let list: DeadLetterList = res.json().await.ok()?;
+            (list.total == 1).then_some(list)
+        })
+        .await;
+    stop_broken.cancel();
+    let dead = &list.items[0];
+    assert_eq!(dead.order_id, Some(order.id));
+    assert_eq!(dead.kind.as_deref(), Some("FulfilOrder"));
+    assert_eq!(dead.reason.as_deref(), Some("delivery_limit"));
+    assert_eq!(dead.queue.as_deref(), Some(contracts::FULFIL_QUEUE));
+    // Listing consumed nothing.
+    let again: DeadLetterList = app
+        .http
+        .get(app.url("/api/v1/ops/dlq?limit=5"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again.total, 1);
+    assert_eq!(again.items[0].message_id, dead.message_id);
+
+    let unauthorized = app
+        .http
+        .post(app.url("/api/v1/ops/dlq/redrive"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(unauthorized.status(), 401);
+
+    app.spawn_worker(0);
+    let res = app
+        .http
+        .post(app.url("/api/v1/ops/dlq/redrive"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(res.status(), 200);
+    let result: RedriveResult = res.json().await.expect("json");
+    assert_eq!((result.redriven, result.remaining), (1, 0));
+
+    let done = app.wait_final(order.id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, OrderStatus::Fulfilled);
+    assert_eq!(app.env.stock("DLQ-1").await, 3);
+    assert_eq!(app.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
+}
