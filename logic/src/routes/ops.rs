@@ -71,12 +71,17 @@ pub async fn redrive(
     } else {
         let value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        if !value.is_object() {
-            return Err(ApiError::MalformedJson(
-                "the body must be a JSON object".into(),
-            ));
+        match value {
+            serde_json::Value::Null => RedriveRequest::default(),
+            serde_json::Value::Object(_) => {
+                serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))?
+            }
+            _ => {
+                return Err(ApiError::MalformedJson(
+                    "the body must be a JSON object".into(),
+                ));
+            }
         }
-        serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))?
     };
     let limit = request.limit.unwrap_or(10_000);
     if !(1..=10_000).contains(&limit) {
