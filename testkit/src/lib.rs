@@ -84,6 +84,11 @@ impl TestEnv {
             ..DataSettings::default()
         };
         let pool = data::db::migrate(&data).await?;
+        // Declare the topology now, so a test can look at queues before any process did.
+        let conn = data::broker::connect(data.amqp_url(), "strata-test-setup").await?;
+        let channel = conn.create_channel().await?;
+        data::broker::declare_topology(&channel, data.delivery_limit).await?;
+        let _ = conn.close(200, "declared".into()).await;
         Ok(TestEnv {
             id,
             database,

@@ -1,0 +1,190 @@
+//! Typed client of the logic API: timeouts on every call, a child `traceparent` of the
+//! page request's trace, and logic's `{"error":{"code","message"}}` mapped to [`LogicError`].
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use contracts::trace::TraceParent;
+use contracts::{CategoryList, ErrorBody, Order, PlaceOrder, Product, ProductPage};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::telemetry::with_metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogicError {
+    /// Logic could not be reached, timed out, or failed on its side (5xx).
+    #[error("the logic API is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("not found")]
+    NotFound,
+    /// Logic refused the request (4xx) with a stable code such as `invalid_email`.
+    #[error("rejected by logic: {code}")]
+    Rejected { status: u16, code: String },
+}
+
+/// Filters of a product listing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProductQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Clone)]
+pub struct LogicClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl LogicClient {
+    pub fn new(base: &str, timeout: Duration, connect_timeout: Duration) -> anyhow::Result<Self> {
+        let base = Url::parse(base).with_context(|| format!("LOGIC_URL {base:?} is not a URL"))?;
+        anyhow::ensure!(
+            matches!(base.scheme(), "http" | "https"),
+            "LOGIC_URL must be http or https"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent("strata-presentation")
+            .build()
+            .context("building the logic HTTP client")?;
+        Ok(LogicClient { http, base })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    pub async fn products(
+        &self,
+        ctx: &TraceParent,
+        query: &ProductQuery,
+    ) -> Result<ProductPage, LogicError> {
+        let mut url = self.url(&["api", "v1", "products"]);
+        url.set_query(Some(
+            &serde_urlencoded::to_string(query).unwrap_or_default(),
+        ));
+        self.call("products", ctx, self.http.get(url)).await
+    }
+
+    pub async fn categories(&self, ctx: &TraceParent) -> Result<CategoryList, LogicError> {
+        let url = self.url(&["api", "v1", "categories"]);
+        self.call("categories", ctx, self.http.get(url)).await
+    }
+
+    pub async fn product(&self, ctx: &TraceParent, sku: &str) -> Result<Product, LogicError> {
+        let url = self.url(&["api", "v1", "products", sku]);
+        self.call("product", ctx, self.http.get(url)).await
+    }
+
+    pub async fn order(&self, ctx: &TraceParent, id: Uuid) -> Result<Order, LogicError> {
+        let url = self.url(&["api", "v1", "orders", &id.to_string()]);
+        self.call("order", ctx, self.http.get(url)).await
+    }
+
+    /// Places an order; the same `idempotency_key` returns the same order.
+    pub async fn place_order(
+        &self,
+        ctx: &TraceParent,
+        order: &PlaceOrder,
+        idempotency_key: Uuid,
+    ) -> Result<Order, LogicError> {
+        let url = self.url(&["api", "v1", "orders"]);
+        let req = self
+            .http
+            .request(Method::POST, url)
+            .header("Idempotency-Key", idempotency_key.to_string())
+            .json(order);
+        self.call("place_order", ctx, req).await
+    }
+
+    /// Logic's own readiness (`GET /readyz` answers 200).
+    pub async fn ready(&self, ctx: &TraceParent) -> bool {
+        let req = self
+            .http
+            .get(self.url(&["readyz"]))
+            .timeout(Duration::from_secs(2))
+            .header("traceparent", ctx.child().to_string());
+        matches!(req.send().await, Ok(res) if res.status().is_success())
+    }
+
+    #[tracing::instrument(name = "logic call", skip(self, ctx, req), fields(logic.trace = tracing::field::Empty, status = tracing::field::Empty))]
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        ctx: &TraceParent,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, LogicError> {
+        let result = self.send(ctx, req).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(LogicError::Unavailable(_)) => "unavailable",
+            Err(LogicError::NotFound) => "not_found",
+            Err(LogicError::Rejected { .. }) => "rejected",
+        };
+        with_metrics(|| {
+            metrics::counter!("strata_logic_calls_total", "op" => op, "outcome" => outcome)
+                .increment(1);
+        });
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        ctx: &TraceParent,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, LogicError> {
+        let unavailable = |e: anyhow::Error| LogicError::Unavailable(e);
+        let res = req
+            .header("traceparent", ctx.child().to_string())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(anyhow!(e).context("calling logic")))?;
+        let span = tracing::Span::current();
+        if let Some(joined) = res
+            .headers()
+            .get("traceresponse")
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("logic.trace", joined);
+        }
+        let status = res.status();
+        span.record("status", status.as_u16());
+        if status.is_success() {
+            return res
+                .json::<T>()
+                .await
+                .map_err(|e| unavailable(anyhow!(e).context("reading logic's answer")));
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            // The body is logic's business: it is neither logged in full nor shown.
+            return Err(unavailable(anyhow!("logic answered {status}")));
+        }
+        let code = res
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.error.code)
+            .unwrap_or_else(|_| "unknown".to_owned());
+        if status == StatusCode::NOT_FOUND {
+            return Err(LogicError::NotFound);
+        }
+        Err(LogicError::Rejected {
+            status: status.as_u16(),
+            code,
+        })
+    }
+}

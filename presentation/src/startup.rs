@@ -1,0 +1,160 @@
+//! Building and running the presentation app: the logic client, cookie keys, security
+//! headers, routes, and a graceful stop on SIGINT/SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::Settings;
+use crate::cookies::CookieKeys;
+use crate::csrf::{self, FORM_LIMIT};
+use crate::error::PageError;
+use crate::logic::LogicClient;
+use crate::routes;
+use crate::telemetry::{self, EdgeRootSpan};
+
+/// Scripts, styles, fetches and forms only from this origin; no inline code; no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    stop: CancellationToken,
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ))
+        // Pages carry per-visitor tokens and carts; assets set their own caching.
+        .add(("Cache-Control", "no-store"))
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one). Logic need not be up yet: pages say
+    /// so with a 503 until it is, and `/readyz` reports it.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let logic = web::Data::new(LogicClient::new(
+            &settings.logic_url,
+            settings.logic_timeout(),
+            settings.logic_connect_timeout(),
+        )?);
+        let keys = web::Data::new(CookieKeys::from_settings(&settings)?);
+        telemetry::recorder();
+        let stop = CancellationToken::new();
+        let stop_data = web::Data::new(stop.clone());
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(logic.clone())
+                .app_data(keys.clone())
+                .app_data(stop_data.clone())
+                .app_data(web::PayloadConfig::new(FORM_LIMIT))
+                .app_data(
+                    web::QueryConfig::default().error_handler(|_, _| PageError::BadRequest.into()),
+                )
+                .app_data(
+                    web::PathConfig::default().error_handler(|_, _| PageError::NotFound.into()),
+                )
+                .wrap(from_fn(csrf::ensure_token))
+                .wrap(security_headers())
+                .wrap(from_fn(telemetry::record))
+                .wrap(TracingLogger::<EdgeRootSpan>::new())
+                .service(routes::health::healthz)
+                .service(routes::health::readyz)
+                .service(routes::health::metrics)
+                .service(routes::assets::style)
+                .service(routes::assets::script)
+                .service(routes::catalog::index)
+                .service(routes::product::show)
+                .service(routes::cart::show)
+                .service(routes::cart::add)
+                .service(routes::cart::update)
+                .service(routes::cart::remove)
+                .service(routes::checkout::show)
+                .service(routes::checkout::place)
+                .service(routes::orders::show)
+                .service(routes::orders::events)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+        Ok(Application {
+            server,
+            address,
+            stop,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Cancelling this token stops the application as a signal would.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM or the stop token: stops accepting, ends the live
+    /// order streams, lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let stop = self.stop.clone();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                stop.cancel();
+                result??;
+            }
+            _ = shutdown_signal(&stop) => {
+                tracing::info!("stopping: draining in-flight requests");
+                stop.cancel();
+                handle.stop(true).await;
+                server.await??;
+            }
+        }
+        tracing::info!("presentation stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM, or when the token is cancelled.
+async fn shutdown_signal(stop: &CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stop.cancelled() => {}
+    }
+}

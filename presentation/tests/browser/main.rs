@@ -1,0 +1,297 @@
+//! End-to-end in a real headless browser: Debian's chromium driven over WebDriver by
+//! chromedriver. logic, a worker and presentation run in-process on free ports; the test
+//! browses, searches, fills a cart, checks out and watches the order page turn to
+//! fulfilled by itself. A screenshot per step goes to `target/artifacts/browser/`.
+//!
+//! chromedriver must be installed (`.ci/run` installs it). `STRATA_SKIP_BROWSER=1` skips
+//! the test on machines without it; without that variable a missing driver fails the test.
+
+mod driver;
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use logic::LogicSettings;
+use presentation::{Application, Settings};
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{Browser, Shots};
+
+struct Stack {
+    env: TestEnv,
+    base: String,
+    stops: Vec<CancellationToken>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for stop in &self.stops {
+            stop.cancel();
+        }
+    }
+}
+
+async fn presentation(logic_url: &str) -> (String, CancellationToken) {
+    let app = Application::build(Settings::for_logic(logic_url))
+        .await
+        .expect("building presentation");
+    let base = format!("http://{}", app.address());
+    let stop = app.stop_token();
+    tokio::spawn(app.run_until_stopped());
+    (base, stop)
+}
+
+async fn start_stack() -> Stack {
+    presentation::telemetry::init("error");
+    let env = TestEnv::new().await;
+    let logic = logic::Application::build(LogicSettings::with_data(env.data.clone()))
+        .await
+        .expect("building logic");
+    let logic_url = format!("http://{}", logic.address());
+    let mut stops = vec![logic.stop_token()];
+    tokio::spawn(logic.run_until_stopped());
+    let mut settings = worker::WorkerSettings::with_data(env.data.clone());
+    // Slow enough payments that the page is seen pending before it turns fulfilled.
+    settings.payment_latency_ms = 2000;
+    let worker = worker::Worker::build(settings).expect("building a worker");
+    stops.push(worker.stop_token());
+    tokio::spawn(worker.run_until_stopped());
+    let (base, stop) = presentation(&logic_url).await;
+    stops.push(stop);
+    let products = [
+        ("LAMP-1", "Desk Lamp", "Lighting", 2500, 40),
+        ("LAMP-2", "Floor Lamp", "Lighting", 9900, 3),
+        ("MUG-1", "Blue Mug", "Kitchen", 900, 25),
+        ("MUG-2", "Green Mug", "Kitchen", 950, 25),
+        ("BOWL-1", "Stoneware Bowl", "Kitchen", 1800, 12),
+        ("TABLE-1", "Oak Table", "Furniture", 150_000, 0),
+        ("CHAIR-1", "Ash Chair", "Furniture", 24_000, 4),
+        ("RUG-1", "Wool Rug", "Textiles", 12_000, 9),
+    ];
+    for (sku, name, category, price, stock) in products {
+        sqlx::query(
+            "INSERT INTO products (sku, name, description, category, price_cents, stock) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(sku)
+        .bind(name)
+        .bind(format!(
+            "{name}, made to last. Simple lines that suit any room."
+        ))
+        .bind(category)
+        .bind(price)
+        .bind(stock)
+        .execute(&env.pool)
+        .await
+        .expect("inserting a product");
+    }
+    Stack { env, base, stops }
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("element text")
+}
+
+/// Polls `css`'s text until it satisfies `ok`.
+async fn wait_text(c: &Client, css: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+            && ok(&t)
+        {
+            return t;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting on {css}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_attr(c: &Client, css: &str, attr: &str, want: &str, timeout: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await
+            && let Ok(Some(v)) = el.attr(attr).await
+            && v == want
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {css}[{attr}={want}]"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let input = c.find(Locator::Css(css)).await.expect(css);
+    input.clear().await.expect("clear");
+    input.send_keys(value).await.expect("typing");
+}
+
+async fn click(c: &Client, locator: Locator<'_>) {
+    c.find(locator)
+        .await
+        .expect("element to click")
+        .click()
+        .await
+        .expect("click");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shopper_browses_fills_a_cart_checks_out_and_sees_the_order_fulfilled() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = start_stack().await;
+    let shots = Shots::new();
+    let c = &browser.client;
+    let url = |path: &str| format!("{}{path}", stack.base);
+
+    // Browse.
+    c.goto(&url("/")).await.unwrap();
+    assert_eq!(text(c, "h1").await, "All products");
+    let kitchen = text(c, ".categories a[href='/?category=Kitchen'] .count").await;
+    assert_eq!(kitchen, "3", "category counts");
+    shots.take(c, "01-catalog").await;
+
+    // Search.
+    fill(c, "#q", "mug").await;
+    click(c, Locator::Css("form.search button")).await;
+    wait_text(c, "#results-summary", Duration::from_secs(5), |t| {
+        t == "2 products"
+    })
+    .await;
+    let results = text(c, ".grid").await;
+    assert!(results.contains("Blue Mug") && !results.contains("Desk Lamp"));
+    shots.take(c, "02-search").await;
+
+    // Add two products.
+    click(c, Locator::LinkText("Blue Mug")).await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| t == "Blue Mug").await;
+    fill(c, "#quantity", "2").await;
+    shots.take(c, "03-product").await;
+    click(c, Locator::Css(".add-form button")).await;
+    wait_text(c, "[role=status]", Duration::from_secs(5), |t| {
+        t.contains("Added")
+    })
+    .await;
+
+    click(c, Locator::LinkText("Catalog")).await;
+    click(c, Locator::Css(".categories a[href='/?category=Lighting']")).await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| t == "Lighting").await;
+    click(c, Locator::LinkText("Desk Lamp")).await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| t == "Desk Lamp").await;
+    click(c, Locator::Css(".add-form button")).await;
+    wait_text(c, "#cart-total", Duration::from_secs(5), |t| t == "$43.00").await;
+
+    // Change a quantity.
+    fill(c, "li[data-sku='LAMP-1'] input[name=quantity]", "3").await;
+    click(c, Locator::Css("li[data-sku='LAMP-1'] .qty-form button")).await;
+    wait_text(c, "#cart-total", Duration::from_secs(5), |t| t == "$93.00").await;
+    assert!(
+        text(c, ".cart-link").await.contains('5'),
+        "header counts 5 units"
+    );
+    shots.take(c, "04-cart").await;
+    c.refresh().await.unwrap();
+    assert_eq!(
+        text(c, "#cart-total").await,
+        "$93.00",
+        "the cart survives a reload"
+    );
+
+    // A bad email is shown next to the field.
+    click(c, Locator::LinkText("Check out")).await;
+    wait_text(c, "h1", Duration::from_secs(5), |t| t == "Checkout").await;
+    fill(c, "#email", "not-an-email").await;
+    click(c, Locator::Css(".checkout-form button")).await;
+    let error = wait_text(c, "#email-error", Duration::from_secs(5), |t| !t.is_empty()).await;
+    assert!(error.contains("name@example.com"), "{error}");
+    let kept = c
+        .find(Locator::Css("#email"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("not-an-email"));
+    shots.take(c, "05-checkout-error").await;
+
+    // Check out and watch the order turn fulfilled without a reload.
+    fill(c, "#email", "ada@example.com").await;
+    click(c, Locator::Css(".checkout-form button")).await;
+    wait_attr(
+        c,
+        "#order-status",
+        "data-status",
+        "pending",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/orders/")
+    );
+    c.execute("window.stillTheSamePage = true; return true;", vec![])
+        .await
+        .unwrap();
+    shots.take(c, "06-order-pending").await;
+    wait_attr(
+        c,
+        "#order-status",
+        "data-status",
+        "fulfilled",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(text(c, "#order-status").await, "Fulfilled");
+    let same = c
+        .execute("return window.stillTheSamePage === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        same,
+        serde_json::Value::Bool(true),
+        "the page was not reloaded"
+    );
+    shots.take(c, "07-order-fulfilled").await;
+    stack.env.wait_all_final(Duration::from_secs(5)).await;
+    assert_eq!(stack.env.stock("LAMP-1").await, 37);
+
+    // The cart is empty after the order; a 404 keeps the site's look.
+    c.goto(&url("/cart")).await.unwrap();
+    assert!(text(c, "main").await.contains("Your cart is empty"));
+    c.goto(&url("/no/such/page")).await.unwrap();
+    assert_eq!(text(c, "h1").await, "We couldn't find that page");
+    shots.take(c, "08-not-found").await;
+
+    // A phone-sized window.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&url("/")).await.unwrap();
+    shots.take(c, "09-catalog-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // Logic unreachable: the polite 503 page.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (down, stop) = presentation(&dead).await;
+    c.goto(&format!("{down}/")).await.unwrap();
+    assert_eq!(text(c, "h1").await, "The shop is taking a short break");
+    shots.take(c, "10-unavailable").await;
+    stop.cancel();
+
+    browser.close().await;
+    eprintln!("screenshots in {}", shots.dir.display());
+}

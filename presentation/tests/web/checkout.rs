@@ -1,0 +1,198 @@
+//! Checkout: field errors from presentation and from logic, one order per idempotency key,
+//! and the order page following the status to its end.
+
+use std::time::Duration;
+
+use crate::helpers::{Page, Shop, spawn_shop};
+
+async fn cart_with_lamps(shop: &Shop) -> Page {
+    shop.product("LAMP-1", "Desk Lamp", "Lighting", 2500, 50)
+        .await;
+    shop.client.add_to_cart("LAMP-1", 2).await;
+    let page = shop.client.get("/checkout").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page
+}
+
+async fn submit(shop: &Shop, form: &Page, email: &str) -> Page {
+    let token = form.input("csrf_token");
+    let key = form.input("idempotency_key");
+    shop.client
+        .post(
+            "/checkout",
+            &[
+                ("csrf_token", &token),
+                ("idempotency_key", &key),
+                ("email", email),
+            ],
+        )
+        .await
+}
+
+fn assert_email_error(page: &Page, message: &str, kept: &str) {
+    assert_eq!(page.status, 422, "{}", page.body);
+    let field_start = page
+        .body
+        .find("<label for=\"email\">")
+        .expect("email field");
+    let field = &page.body[field_start..];
+    let error_at = field
+        .find("id=\"email-error\"")
+        .expect("error next to the field");
+    assert!(
+        error_at < field.find("</div>").unwrap(),
+        "error inside the field's block"
+    );
+    assert!(field.contains(message), "{message}: {}", page.body);
+    assert!(field.contains(&format!("value=\"{kept}\"")), "input kept");
+    assert!(field.contains("aria-invalid=\"true\" aria-describedby=\"email-error\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_page_lists_the_cart_and_an_empty_cart_goes_back_to_the_cart() {
+    let shop = spawn_shop().await;
+    let empty = shop.client.get("/checkout").await;
+    assert_eq!(empty.status, 303);
+    assert_eq!(empty.location(), "/cart");
+    let page = cart_with_lamps(&shop).await;
+    assert!(page.body.contains("Desk Lamp × 2"));
+    assert!(
+        page.body
+            .contains("<strong id=\"checkout-total\">$50.00</strong>")
+    );
+    assert!(page.body.contains("<label for=\"email\">"));
+    assert_eq!(page.input("idempotency_key").len(), 36);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_email_is_shown_next_to_the_field_with_the_input_kept() {
+    let shop = spawn_shop().await;
+    let form = cart_with_lamps(&shop).await;
+
+    // Caught by presentation.
+    let page = submit(&shop, &form, "not-an-email").await;
+    assert_email_error(&page, "like name@example.com", "not-an-email");
+    let page = submit(&shop, &form, "   ").await;
+    assert_email_error(&page, "Enter your email address", "");
+
+    // Passed by presentation, refused by logic (no dot in the domain).
+    let page = submit(&shop, &form, "ada@localhost").await;
+    assert_email_error(&page, "with a full domain", "ada@localhost");
+    // The same key is offered again, so a corrected submit is still one order.
+    assert_eq!(page.input("idempotency_key"), form.input("idempotency_key"));
+    assert_eq!(shop.order_count().await, 0);
+    // The cart is untouched.
+    assert!(shop.client.get("/cart").await.body.contains("$50.00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_submit_places_one_order() {
+    let shop = spawn_shop().await;
+    let form = cart_with_lamps(&shop).await;
+    let token = form.input("csrf_token");
+    let key = form.input("idempotency_key");
+    // Both requests leave the browser with the same cookies, before either answer lands.
+    let cookies = format!(
+        "strata_cart={}; strata_csrf={}",
+        shop.client.cookie("strata_cart").unwrap(),
+        shop.client.cookie("strata_csrf").unwrap()
+    );
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let send = || {
+        bare.post(shop.client.url("/checkout"))
+            .header("cookie", cookies.clone())
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("idempotency_key", key.as_str()),
+                ("email", "ada@example.com"),
+            ])
+            .send()
+    };
+    let (first, second) = tokio::join!(send(), send());
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let third = send().await.unwrap();
+    for res in [&first, &second, &third] {
+        assert_eq!(res.status(), 303);
+    }
+    let location = |r: &reqwest::Response| r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location(&first).starts_with("/orders/"));
+    assert_eq!(location(&first), location(&second));
+    assert_eq!(location(&first), location(&third));
+    assert_eq!(shop.order_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_page_follows_the_status_from_pending_to_fulfilled() {
+    let mut shop = spawn_shop().await;
+    let form = cart_with_lamps(&shop).await;
+    let placed = submit(&shop, &form, "ada@example.com").await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let order_path = placed.location().to_owned();
+    assert!(
+        placed.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("strata_cart=;"),
+        "the cart is emptied"
+    );
+    assert!(
+        shop.client
+            .get("/cart")
+            .await
+            .body
+            .contains("Your cart is empty")
+    );
+
+    // No worker yet: the order waits.
+    let pending = shop.client.get(&order_path).await;
+    assert_eq!(pending.status, 200);
+    assert!(
+        pending.body.contains("data-status=\"pending\""),
+        "{}",
+        pending.body
+    );
+    assert!(
+        pending
+            .body
+            .contains(&format!("data-events=\"{order_path}/events\""))
+    );
+    assert!(
+        pending
+            .body
+            .contains("<noscript><meta http-equiv=\"refresh\"")
+    );
+    assert!(pending.body.contains("Desk Lamp × 2") && pending.body.contains("$50.00"));
+
+    // The event stream says pending first, then the final status, then ends.
+    let stream = shop
+        .client
+        .http
+        .get(shop.client.url(&format!("{order_path}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    shop.spawn_worker(200);
+    let body = tokio::time::timeout(Duration::from_secs(30), stream.text())
+        .await
+        .expect("the stream ends once the order is final")
+        .unwrap();
+    let pending_at = body.find("\"status\":\"pending\"").expect("pending event");
+    let fulfilled_at = body
+        .find("\"status\":\"fulfilled\"")
+        .expect("fulfilled event");
+    assert!(pending_at < fulfilled_at, "{body}");
+    assert!(body.contains("event: status"));
+
+    let done = shop.client.get(&order_path).await;
+    assert!(done.body.contains("data-status=\"fulfilled\""));
+    assert!(
+        !done.body.contains("data-events"),
+        "no stream for a final order"
+    );
+    assert!(!done.body.contains("http-equiv=\"refresh\""));
+}

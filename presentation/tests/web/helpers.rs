@@ -1,0 +1,264 @@
+//! Starting logic (+ worker) and presentation in-process, and a browser-like client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use logic::LogicSettings;
+use presentation::{Application, Settings};
+use reqwest::Url;
+use reqwest::cookie::{CookieStore, Jar};
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+/// logic, optional workers and one presentation, all stopped on drop.
+pub struct Shop {
+    pub env: TestEnv,
+    pub logic_base: String,
+    pub base: String,
+    pub client: Client,
+    stops: Vec<CancellationToken>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        for stop in &self.stops {
+            stop.cancel();
+        }
+    }
+}
+
+/// Starts logic on the test's services; returns its base URL and stop token.
+pub async fn spawn_logic(env: &TestEnv) -> (String, CancellationToken) {
+    presentation::telemetry::init("error");
+    let app = logic::Application::build(LogicSettings::with_data(env.data.clone()))
+        .await
+        .expect("building logic");
+    let base = format!("http://{}", app.address());
+    let stop = app.stop_token();
+    tokio::spawn(app.run_until_stopped());
+    (base, stop)
+}
+
+/// Starts presentation in front of `logic_url`, settings adjusted by `tweak`.
+pub async fn spawn_presentation(
+    logic_url: &str,
+    tweak: impl FnOnce(&mut Settings),
+) -> (String, CancellationToken) {
+    presentation::telemetry::init("error");
+    let mut settings = Settings::for_logic(logic_url);
+    tweak(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("building presentation");
+    let base = format!("http://{}", app.address());
+    let stop = app.stop_token();
+    tokio::spawn(app.run_until_stopped());
+    (base, stop)
+}
+
+pub async fn spawn_shop() -> Shop {
+    spawn_shop_with(|_| {}).await
+}
+
+pub async fn spawn_shop_with(tweak: impl FnOnce(&mut Settings)) -> Shop {
+    let env = TestEnv::new().await;
+    let (logic_base, logic_stop) = spawn_logic(&env).await;
+    let (base, stop) = spawn_presentation(&logic_base, tweak).await;
+    Shop {
+        env,
+        logic_base,
+        client: Client::new(&base),
+        base,
+        stops: vec![logic_stop, stop],
+    }
+}
+
+impl Shop {
+    pub fn spawn_worker(&mut self, payment_latency_ms: u64) {
+        let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
+        settings.payment_latency_ms = payment_latency_ms;
+        settings.retry_delay_ms = 100;
+        let w = worker::Worker::build(settings).expect("building a worker");
+        self.stops.push(w.stop_token());
+        tokio::spawn(w.run_until_stopped());
+    }
+
+    pub fn keep(&mut self, stop: CancellationToken) {
+        self.stops.push(stop);
+    }
+
+    /// Adds (or resets) a product with the given name and category.
+    pub async fn product(&self, sku: &str, name: &str, category: &str, price: i64, stock: i32) {
+        sqlx::query(
+            "INSERT INTO products (sku, name, description, category, price_cents, stock) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sku) DO UPDATE \
+             SET name = $2, description = $3, category = $4, price_cents = $5, stock = $6",
+        )
+        .bind(sku)
+        .bind(name)
+        .bind(format!("Description of {name}."))
+        .bind(category)
+        .bind(price)
+        .bind(stock)
+        .execute(&self.env.pool)
+        .await
+        .expect("inserting a product");
+    }
+
+    pub async fn order_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&self.env.pool)
+            .await
+            .expect("counting orders")
+    }
+}
+
+/// A browser-like client: a cookie jar, no automatic redirects.
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub jar: Arc<Jar>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of a hidden input (`name="..." value="..."`).
+    pub fn input(&self, name: &str) -> String {
+        input_value(&self.body, name).unwrap_or_else(|| panic!("no input {name}: {}", self.body))
+    }
+}
+
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let start = rest.find("value=\"")? + 7;
+    let end = rest[start..].find('"')?;
+    Some(rest[start..start + end].to_owned())
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Client {
+            base: base.to_owned(),
+            http,
+            jar,
+        }
+    }
+
+    /// The same cookies, against another base URL.
+    pub fn for_base(&self, base: &str) -> Client {
+        Client {
+            base: base.to_owned(),
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn page(res: reqwest::Response) -> Page {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Self::page(self.http.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let res = self
+            .http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        Self::page(res).await
+    }
+
+    /// A CSRF token for this client's session (from a product page's form).
+    pub async fn token(&self, sku: &str) -> String {
+        self.get(&format!("/products/{sku}"))
+            .await
+            .input("csrf_token")
+    }
+
+    pub async fn add_to_cart(&self, sku: &str, quantity: i32) -> Page {
+        let token = self.token(sku).await;
+        let quantity = quantity.to_string();
+        self.post(
+            "/cart/add",
+            &[
+                ("csrf_token", &token),
+                ("sku", sku),
+                ("quantity", &quantity),
+            ],
+        )
+        .await
+    }
+
+    /// The raw value of a cookie in the jar.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = Url::parse(&self.base).expect("base URL");
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(|v| v.to_owned()))
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let url = Url::parse(&self.base).expect("base URL");
+        self.jar
+            .add_cookie_str(&format!("{name}={value}; Path=/"), &url);
+    }
+}
+
+/// Asserts the response is one of the site's own pages (header, stylesheet, no internals).
+pub fn assert_site_page(page: &Page) {
+    assert!(page.body.contains("class=\"site-header\""), "{}", page.body);
+    assert!(page.body.contains("/static/style.css"));
+    for leak in [
+        "reqwest",
+        "error sending request",
+        "Connection refused",
+        "panicked",
+        "stack backtrace",
+        "sqlx",
+        "\"error\":",
+    ] {
+        assert!(
+            !page.body.contains(leak),
+            "page leaks {leak}: {}",
+            page.body
+        );
+    }
+}
