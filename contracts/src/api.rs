@@ -265,3 +265,50 @@ pub struct RedriveResult {
     /// Messages left in the dead-letter queue.
     pub remaining: u32,
 }
+
+/// Body of `GET /api/v1/ops/stats` (admin): one reading of the system, for the ops console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OpsStats {
+    /// When this reading was taken.
+    pub at: DateTime<Utc>,
+    /// The work queue `orders.fulfil`; null when RabbitMQ could not be asked.
+    pub queue: Option<QueueStats>,
+    /// Messages in the dead-letter queue; null when RabbitMQ could not be asked.
+    pub dlq_depth: Option<u64>,
+    /// Orders by status since the start (counters: the console derives rates).
+    pub orders: OrderCounts,
+    /// Read-cache lookups of this logic process since it started.
+    pub cache: CacheCounts,
+    /// Outbox messages not yet confirmed by the broker.
+    pub outbox_backlog: i64,
+    /// The autoscaler's `/status` document as it answered; null when not configured or
+    /// unreachable.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub autoscaler: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueStats {
+    pub ready: u64,
+    /// Delivered to a worker and not acknowledged yet (being worked on); null when only
+    /// the AMQP count was available.
+    pub unacked: Option<u64>,
+    pub consumers: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderCounts {
+    pub pending: i64,
+    pub fulfilled: i64,
+    pub rejected: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CacheCounts {
+    pub hits: u64,
+    pub misses: u64,
+}

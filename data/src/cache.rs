@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ pub struct Cache {
     prefix: String,
     ttl: Duration,
     flights: Mutex<HashMap<String, Flight>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// How a read was served, for metrics and tests.
@@ -57,6 +60,8 @@ impl Cache {
             prefix: settings.redis_key_prefix.clone(),
             ttl: settings.cache_ttl(),
             flights: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -137,6 +142,7 @@ impl Cache {
                 if let Ok(value) = serde_json::from_str(&json) {
                     metrics::counter!("strata_cache_requests_total", "result" => "hit")
                         .increment(1);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok((value, Source::Hit));
                 }
                 true
@@ -148,6 +154,7 @@ impl Cache {
             }
         };
         metrics::counter!("strata_cache_requests_total", "result" => "miss").increment(1);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let source = if redis_ok {
             Source::Miss
         } else {
@@ -225,6 +232,14 @@ impl Cache {
             Ok(Ok(v)) => Some(v.unwrap_or(0)),
             _ => None,
         }
+    }
+
+    /// Hits and misses of this process since it started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Redis answers PING.

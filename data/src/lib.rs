@@ -2,6 +2,7 @@
 //! (sqlx), the Redis read cache, and the one place that declares the broker topology.
 
 pub mod broker;
+pub mod broker_api;
 pub mod cache;
 pub mod config;
 pub mod db;

@@ -21,6 +21,17 @@ pub struct LogicSettings {
     /// Publish the outbox from this process (turn off to run a relay-less replica).
     #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub outbox_relay: bool,
+    /// RabbitMQ management API, for queue figures on the ops endpoints (credentials and
+    /// vhost come from AMQP_URL).
+    #[arg(
+        long,
+        env = "RABBITMQ_API_URL",
+        default_value = "http://127.0.0.1:15672"
+    )]
+    pub rabbitmq_api_url: String,
+    /// The autoscaler's base URL; its `/status` is included in the ops statistics.
+    #[arg(long, env = "AUTOSCALER_URL")]
+    pub autoscaler_url: Option<String>,
     #[command(flatten)]
     pub data: DataSettings,
 }
@@ -33,6 +44,8 @@ impl LogicSettings {
             admin_token: None,
             admin_token_file: None,
             outbox_relay: true,
+            rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
+            autoscaler_url: None,
             data,
         }
     }

@@ -27,6 +27,7 @@ use crate::routes;
         routes::orders::get,
         routes::ops::list,
         routes::ops::redrive,
+        routes::ops::stats,
         openapi_json,
     ),
     modifiers(&AdminAuth),

@@ -101,6 +101,12 @@ impl Application {
             cache,
             admin: AdminToken(admin),
             data: data_settings.clone(),
+            rabbitmq_api_url: settings.rabbitmq_api_url.clone(),
+            autoscaler_url: settings.autoscaler_url.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .context("building the HTTP client")?,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -131,6 +137,7 @@ impl Application {
                 .service(routes::orders::get)
                 .service(routes::ops::list)
                 .service(routes::ops::redrive)
+                .service(routes::ops::stats)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -228,7 +235,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         }
         "/api/v1/products" => Some("GET"),
         "/api/v1/orders" | "/api/v1/ops/dlq/redrive" => Some("POST"),
-        "/api/v1/ops/dlq" => Some("GET"),
+        "/api/v1/ops/dlq" | "/api/v1/ops/stats" => Some("GET"),
         p if p.starts_with("/api/v1/products/")
             && !p["/api/v1/products/".len()..].contains('/') =>
         {

@@ -18,4 +18,7 @@ pub struct AppState {
     pub cache: Arc<Cache>,
     pub admin: AdminToken,
     pub data: data::DataSettings,
+    pub rabbitmq_api_url: String,
+    pub autoscaler_url: Option<String>,
+    pub http: reqwest::Client,
 }

@@ -1,7 +1,10 @@
 //! Operations endpoints (admin): the dead-letter queue and its redrive.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use contracts::{DeadLetterList, ErrorBody, RedriveRequest, RedriveResult};
+use contracts::{
+    CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats, RedriveRequest,
+    RedriveResult,
+};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -96,5 +99,76 @@ pub async fn redrive(
     Ok(HttpResponse::Ok().json(RedriveResult {
         redriven,
         remaining,
+    }))
+}
+
+/// One reading of the system for the ops console: work queue (ready and unacked), DLQ
+/// depth, orders by status, this process's cache hits and misses, outbox backlog, and the
+/// autoscaler's status when `AUTOSCALER_URL` is set. Parts that cannot be read are null.
+#[utoipa::path(get, path = "/api/v1/ops/stats", tag = "ops",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "the reading", body = OpsStats),
+        (status = 401, description = "missing or wrong admin token (`unauthorized`)", body = ErrorBody),
+        (status = 503, description = "Postgres unreachable", body = ErrorBody),
+    ))]
+#[get("/api/v1/ops/stats")]
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.admin.check(&req)?;
+    let api = state.rabbitmq_api_url.as_str();
+    let queue = async {
+        data::broker_api::queue_reading(&state.data, api, contracts::FULFIL_QUEUE)
+            .await
+            .ok()
+            .map(|r| QueueStats {
+                ready: r.ready,
+                unacked: r.unacked,
+                consumers: r.consumers,
+            })
+    };
+    let dlq = async {
+        data::broker_api::queue_reading(&state.data, api, contracts::FULFIL_DLQ)
+            .await
+            .ok()
+            .map(|r| r.ready + r.unacked.unwrap_or(0))
+    };
+    let autoscaler = async {
+        let base = state.autoscaler_url.as_deref()?;
+        let res = state
+            .http
+            .get(format!("{}/status", base.trim_end_matches('/')))
+            .send()
+            .await
+            .ok()?;
+        res.json::<serde_json::Value>().await.ok()
+    };
+    let orders = async {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
+                .fetch_all(&state.pool)
+                .await?;
+        let count = |s: &str| rows.iter().find(|r| r.0 == s).map_or(0, |r| r.1);
+        Ok::<_, sqlx::Error>(OrderCounts {
+            pending: count("pending"),
+            fulfilled: count("fulfilled"),
+            rejected: count("rejected"),
+        })
+    };
+    let (queue, dlq_depth, autoscaler, orders, backlog) = tokio::join!(
+        queue,
+        dlq,
+        autoscaler,
+        orders,
+        data::outbox::backlog(&state.pool)
+    );
+    let (hits, misses) = state.cache.counts();
+    Ok(HttpResponse::Ok().json(OpsStats {
+        at: chrono::Utc::now(),
+        queue,
+        dlq_depth,
+        orders: orders?,
+        cache: CacheCounts { hits, misses },
+        outbox_backlog: backlog?,
+        autoscaler,
     }))
 }

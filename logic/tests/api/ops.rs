@@ -81,3 +81,57 @@ async fn dead_letters_are_listed_and_redriven_to_fulfilment() {
     assert_eq!(app.env.stock("DLQ-1").await, 3);
     assert_eq!(app.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ops_stats_reads_the_queue_orders_and_cache() {
+    let app = spawn_app().await;
+    app.env.product("STAT-1", 500, 50).await;
+    // No worker runs: the commands wait in the queue.
+    for _ in 0..3 {
+        app.place_order("stats@example.com", &[("STAT-1", 1)]).await;
+    }
+    app.get("/api/v1/products/STAT-1").await;
+    app.get("/api/v1/products/STAT-1").await;
+
+    let unauthorized = app.get("/api/v1/ops/stats").await;
+    assert_eq!(unauthorized.status(), 401);
+
+    let stats: contracts::OpsStats = testkit::eventually(
+        Duration::from_secs(20),
+        "three commands in the queue",
+        || async {
+            let stats: contracts::OpsStats = app
+                .http
+                .get(app.url("/api/v1/ops/stats"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            // The management API samples every few seconds (until its first sample the
+            // figures come from AMQP, without unacked); wait until it sees them.
+            let queue = stats.queue.as_ref()?;
+            (queue.ready == 3 && queue.unacked.is_some()).then_some(stats)
+        },
+    )
+    .await;
+    let queue = stats.queue.expect("queue figures");
+    assert_eq!(
+        queue.unacked,
+        Some(0),
+        "the management API gives unacked too"
+    );
+    assert_eq!(queue.consumers, 0);
+    assert_eq!(stats.dlq_depth, Some(0));
+    assert_eq!(stats.orders.pending, 3);
+    assert_eq!((stats.orders.fulfilled, stats.orders.rejected), (0, 0));
+    assert_eq!(stats.outbox_backlog, 0);
+    assert!(
+        stats.cache.hits >= 1 && stats.cache.misses >= 1,
+        "{:?}",
+        stats.cache
+    );
+    assert!(stats.autoscaler.is_none(), "no AUTOSCALER_URL configured");
+}
