@@ -152,24 +152,13 @@ impl TestEnv {
     }
 
     /// Ready and unacknowledged message counts of a queue in this test's vhost, from the
-    /// management API (its figures lag the broker by up to a few seconds).
+    /// management API (its figures lag the broker by up to a few seconds); None until the
+    /// API has sampled the queue.
     pub async fn queue_counts(&self, queue: &str) -> Option<(u64, u64)> {
-        let url = format!("{}/api/queues/{}/{}", rabbitmq_api(), self.vhost, queue);
-        let body: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .ok()?
-            .error_for_status()
-            .ok()?
-            .json()
+        let reading = data::broker_api::queue_reading(&self.data, &rabbitmq_api(), queue)
             .await
             .ok()?;
-        Some((
-            body.get("messages_ready")?.as_u64()?,
-            body.get("messages_unacknowledged")?.as_u64()?,
-        ))
+        Some((reading.ready, reading.unacked?))
     }
 
     /// Number of messages in a queue, counted by the broker (passive declare: exact).
