@@ -32,6 +32,38 @@ pub struct Settings {
     /// Mark cookies `Secure` (set it when the site is served over HTTPS).
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
+    /// User name of the ops console (`/ops`).
+    #[arg(long, env = "OPS_USER", default_value = "admin")]
+    pub ops_user: String,
+    /// Argon2id PHC hash of the ops console's password (`presentation hash-password` makes
+    /// one). Unset (and no file): the console is disabled and `/ops*` answers 404.
+    #[arg(long, env = "OPS_PASSWORD_HASH", hide_env_values = true)]
+    pub ops_password_hash: Option<SecretString>,
+    /// File holding the password hash; wins over OPS_PASSWORD_HASH.
+    #[arg(long, env = "OPS_PASSWORD_HASH_FILE")]
+    pub ops_password_hash_file: Option<PathBuf>,
+    /// Bearer token of logic's ops endpoints (logic's ADMIN_TOKEN).
+    #[arg(long, env = "LOGIC_ADMIN_TOKEN", hide_env_values = true)]
+    pub logic_admin_token: Option<SecretString>,
+    /// File holding the logic admin token; wins over LOGIC_ADMIN_TOKEN.
+    #[arg(long, env = "LOGIC_ADMIN_TOKEN_FILE")]
+    pub logic_admin_token_file: Option<PathBuf>,
+}
+
+/// The command line: the server (no subcommand) or a helper.
+#[derive(Debug, clap::Parser)]
+#[command(name = "presentation", version, about = "Strata's public shop pages")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Reads a password from stdin and prints its Argon2id PHC hash, for OPS_PASSWORD_HASH.
+    HashPassword,
 }
 
 impl Settings {
@@ -45,6 +77,11 @@ impl Settings {
             cookie_key: None,
             cookie_key_file: None,
             cookie_secure: false,
+            ops_user: "admin".to_owned(),
+            ops_password_hash: None,
+            ops_password_hash_file: None,
+            logic_admin_token: None,
+            logic_admin_token_file: None,
         }
     }
 
@@ -58,14 +95,42 @@ impl Settings {
 
     /// The configured cookie key (file first), or `None` when neither is set.
     pub fn cookie_secret(&self) -> anyhow::Result<Option<SecretString>> {
-        if let Some(path) = &self.cookie_key_file {
-            let raw = std::fs::read_to_string(path)
-                .with_context(|| format!("reading COOKIE_KEY_FILE {}", path.display()))?;
-            return Ok(Some(SecretString::from(raw.trim_end().to_owned())));
-        }
-        Ok(self
-            .cookie_key
-            .as_ref()
-            .map(|k| SecretString::from(k.expose_secret().to_owned())))
+        secret(
+            "COOKIE_KEY",
+            self.cookie_key.as_ref(),
+            self.cookie_key_file.as_ref(),
+        )
     }
+
+    /// The ops console's password hash (file first), or `None` when neither is set.
+    pub fn ops_password_hash(&self) -> anyhow::Result<Option<SecretString>> {
+        secret(
+            "OPS_PASSWORD_HASH",
+            self.ops_password_hash.as_ref(),
+            self.ops_password_hash_file.as_ref(),
+        )
+    }
+
+    /// The bearer token of logic's ops endpoints (file first), or `None`.
+    pub fn logic_admin_token(&self) -> anyhow::Result<Option<SecretString>> {
+        secret(
+            "LOGIC_ADMIN_TOKEN",
+            self.logic_admin_token.as_ref(),
+            self.logic_admin_token_file.as_ref(),
+        )
+    }
+}
+
+/// A secret from `{name}_FILE` (trailing whitespace trimmed) or else from `{name}`.
+fn secret(
+    name: &str,
+    value: Option<&SecretString>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Option<SecretString>> {
+    if let Some(path) = file {
+        let raw = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {name}_FILE {}", path.display()))?;
+        return Ok(Some(SecretString::from(raw.trim_end().to_owned())));
+    }
+    Ok(value.map(|k| SecretString::from(k.expose_secret().to_owned())))
 }

@@ -7,6 +7,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod logic;
+pub mod ops;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

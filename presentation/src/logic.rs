@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use contracts::trace::TraceParent;
-use contracts::{CategoryList, ErrorBody, Order, PlaceOrder, Product, ProductPage};
+use contracts::{
+    CategoryList, DeadLetterList, ErrorBody, OpsStats, Order, PlaceOrder, Product, ProductPage,
+    RedriveResult,
+};
 use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -109,6 +113,46 @@ impl LogicClient {
             .header("Idempotency-Key", idempotency_key.to_string())
             .json(order);
         self.call("place_order", ctx, req).await
+    }
+
+    /// One reading of the system (admin: `GET /api/v1/ops/stats`).
+    pub async fn ops_stats(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<OpsStats, LogicError> {
+        let url = self.url(&["api", "v1", "ops", "stats"]);
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("ops_stats", ctx, req).await
+    }
+
+    /// The first `limit` dead letters, without consuming them (admin).
+    pub async fn dead_letters(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+        limit: u32,
+    ) -> Result<DeadLetterList, LogicError> {
+        let mut url = self.url(&["api", "v1", "ops", "dlq"]);
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("dead_letters", ctx, req).await
+    }
+
+    /// Moves every dead letter back to its work queue (admin).
+    pub async fn redrive(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<RedriveResult, LogicError> {
+        let url = self.url(&["api", "v1", "ops", "dlq", "redrive"]);
+        let req = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose_secret())
+            .json(&serde_json::json!({}));
+        self.call("redrive", ctx, req).await
     }
 
     /// Logic's own readiness (`GET /readyz` answers 200).

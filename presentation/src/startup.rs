@@ -15,6 +15,7 @@ use crate::cookies::CookieKeys;
 use crate::csrf::{self, FORM_LIMIT};
 use crate::error::PageError;
 use crate::logic::LogicClient;
+use crate::ops::OpsAuth;
 use crate::routes;
 use crate::telemetry::{self, EdgeRootSpan};
 
@@ -54,6 +55,8 @@ impl Application {
             settings.logic_connect_timeout(),
         )?);
         let keys = web::Data::new(CookieKeys::from_settings(&settings)?);
+        let ops = web::Data::new(OpsAuth::from_settings(&settings)?);
+        let ops_enabled = ops.enabled();
         telemetry::recorder();
         let stop = CancellationToken::new();
         let stop_data = web::Data::new(stop.clone());
@@ -64,6 +67,7 @@ impl Application {
             App::new()
                 .app_data(logic.clone())
                 .app_data(keys.clone())
+                .app_data(ops.clone())
                 .app_data(stop_data.clone())
                 .app_data(web::PayloadConfig::new(FORM_LIMIT))
                 .app_data(
@@ -81,6 +85,10 @@ impl Application {
                 .service(routes::health::metrics)
                 .service(routes::assets::style)
                 .service(routes::assets::script)
+                .service(routes::assets::ops_style)
+                .service(routes::assets::ops_script)
+                .service(routes::assets::uplot_script)
+                .service(routes::assets::uplot_style)
                 .service(routes::catalog::index)
                 .service(routes::product::show)
                 .service(routes::cart::show)
@@ -91,6 +99,12 @@ impl Application {
                 .service(routes::checkout::place)
                 .service(routes::orders::show)
                 .service(routes::orders::events)
+                // Without a password hash the console does not exist: /ops* is the 404.
+                .configure(|cfg| {
+                    if ops_enabled {
+                        routes::ops::configure(cfg);
+                    }
+                })
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?

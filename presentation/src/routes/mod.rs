@@ -5,6 +5,8 @@ pub mod cart;
 pub mod catalog;
 pub mod checkout;
 pub mod health;
+pub mod ops;
+pub mod ops_login;
 pub mod orders;
 pub mod product;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use logic::LogicSettings;
 use presentation::{Application, Settings};
+use secrecy::SecretString;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,7 @@ use crate::driver::{Browser, Shots};
 struct Stack {
     env: TestEnv,
     base: String,
+    logic_url: String,
     stops: Vec<CancellationToken>,
 }
 
@@ -32,8 +34,15 @@ impl Drop for Stack {
     }
 }
 
+const LOGIC_ADMIN_TOKEN: &str = "browser-test-admin-token";
+const OPS_PASSWORD: &str = "browser test password";
+
 async fn presentation(logic_url: &str) -> (String, CancellationToken) {
-    let app = Application::build(Settings::for_logic(logic_url))
+    let mut settings = Settings::for_logic(logic_url);
+    let hash = presentation::ops::hash_password(OPS_PASSWORD).expect("hashing");
+    settings.ops_password_hash = Some(SecretString::from(hash));
+    settings.logic_admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
+    let app = Application::build(settings)
         .await
         .expect("building presentation");
     let base = format!("http://{}", app.address());
@@ -45,7 +54,9 @@ async fn presentation(logic_url: &str) -> (String, CancellationToken) {
 async fn start_stack() -> Stack {
     presentation::telemetry::init("error");
     let env = TestEnv::new().await;
-    let logic = logic::Application::build(LogicSettings::with_data(env.data.clone()))
+    let mut logic_settings = LogicSettings::with_data(env.data.clone());
+    logic_settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
+    let logic = logic::Application::build(logic_settings)
         .await
         .expect("building logic");
     let logic_url = format!("http://{}", logic.address());
@@ -86,7 +97,31 @@ async fn start_stack() -> Stack {
         .await
         .expect("inserting a product");
     }
-    Stack { env, base, stops }
+    Stack {
+        env,
+        base,
+        logic_url,
+        stops,
+    }
+}
+
+/// Places `n` one-mug orders through logic's API, a few hundred milliseconds apart.
+async fn place_orders(logic_url: String, n: usize) {
+    let http = reqwest::Client::new();
+    for _ in 0..n {
+        let res = http
+            .post(format!("{logic_url}/api/v1/orders"))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&serde_json::json!({
+                "email": "ops@example.com",
+                "lines": [{"sku": "MUG-1", "quantity": 1}],
+            }))
+            .send()
+            .await
+            .expect("placing an order");
+        assert_eq!(res.status(), 202);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
 }
 
 async fn text(c: &Client, css: &str) -> String {
@@ -280,6 +315,58 @@ async fn a_shopper_browses_fills_a_cart_checks_out_and_sees_the_order_fulfilled(
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&url("/")).await.unwrap();
     shots.take(c, "09-catalog-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // The ops console: log in, let the charts draw a few readings while orders come in.
+    c.goto(&url("/ops")).await.unwrap();
+    wait_text(c, "h1", Duration::from_secs(5), |t| {
+        t == "Operations console"
+    })
+    .await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ops/login")
+    );
+    fill(c, "#user", "admin").await;
+    fill(c, "#password", "not the password").await;
+    click(c, Locator::Css(".login-form button")).await;
+    wait_text(c, "#login-error", Duration::from_secs(10), |t| {
+        t.contains("Wrong")
+    })
+    .await;
+    fill(c, "#user", "admin").await;
+    fill(c, "#password", OPS_PASSWORD).await;
+    click(c, Locator::Css(".login-form button")).await;
+    wait_text(c, "#decisions-heading", Duration::from_secs(10), |t| {
+        !t.is_empty()
+    })
+    .await;
+    let shoppers = tokio::spawn(place_orders(stack.logic_url.clone(), 12));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    shoppers.await.expect("placing orders");
+    let readings = c
+        .execute(
+            "return Number(document.body.getAttribute('data-readings') || 0);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(readings.as_u64().unwrap_or(0) >= 3, "readings: {readings}");
+    // uPlot drew (its script ran under the CSP) and the charts are shown.
+    let canvases = c.find_all(Locator::Css("#charts canvas")).await.unwrap();
+    assert_eq!(canvases.len(), 5, "one canvas per chart");
+    let hidden = c
+        .execute("return document.getElementById('charts').hidden;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(hidden, serde_json::Value::Bool(false));
+    assert!(text(c, "#ops-status").await.starts_with("Live"));
+    c.set_window_size(1280, 1500).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shots.take(c, "11-ops-console").await;
     c.set_window_size(1280, 900).await.unwrap();
 
     // Logic unreachable: the polite 503 page.

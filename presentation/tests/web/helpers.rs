@@ -1,14 +1,33 @@
 //! Starting logic (+ worker) and presentation in-process, and a browser-like client.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use logic::LogicSettings;
 use presentation::{Application, Settings};
 use reqwest::Url;
 use reqwest::cookie::{CookieStore, Jar};
+use secrecy::SecretString;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
+
+/// logic's admin token in these tests (presentation's LOGIC_ADMIN_TOKEN).
+pub const LOGIC_ADMIN_TOKEN: &str = "test-logic-admin-token";
+/// The ops console's password in these tests.
+pub const OPS_PASSWORD: &str = "correct horse battery staple";
+
+/// The Argon2id hash of [`OPS_PASSWORD`], computed once per test binary.
+pub fn ops_password_hash() -> String {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| presentation::ops::hash_password(OPS_PASSWORD).expect("hashing"))
+        .clone()
+}
+
+/// Settings tweak: the ops console on, with the test password and logic's token.
+pub fn with_ops(settings: &mut Settings) {
+    settings.ops_password_hash = Some(SecretString::from(ops_password_hash()));
+    settings.logic_admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
+}
 
 /// logic, optional workers and one presentation, all stopped on drop.
 pub struct Shop {
@@ -30,7 +49,9 @@ impl Drop for Shop {
 /// Starts logic on the test's services; returns its base URL and stop token.
 pub async fn spawn_logic(env: &TestEnv) -> (String, CancellationToken) {
     presentation::telemetry::init("error");
-    let app = logic::Application::build(LogicSettings::with_data(env.data.clone()))
+    let mut settings = LogicSettings::with_data(env.data.clone());
+    settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
+    let app = logic::Application::build(settings)
         .await
         .expect("building logic");
     let base = format!("http://{}", app.address());
@@ -219,6 +240,22 @@ impl Client {
                 ("csrf_token", &token),
                 ("sku", sku),
                 ("quantity", &quantity),
+            ],
+        )
+        .await
+    }
+
+    /// Logs in to the ops console (the login form's token first).
+    pub async fn ops_login(&self, user: &str, password: &str) -> Page {
+        let form = self.get("/ops/login").await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let token = form.input("csrf_token");
+        self.post(
+            "/ops/login",
+            &[
+                ("csrf_token", &token),
+                ("user", user),
+                ("password", password),
             ],
         )
         .await

@@ -4,6 +4,7 @@
 mod cart;
 mod checkout;
 mod helpers;
+mod ops;
 mod pages;
 mod resilience;
 mod security;
