@@ -122,6 +122,12 @@ impl Worker {
         })
     }
 
+    /// Uses `stop` as the stop token (e.g. one already wired to signals by `main`).
+    pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Cancelling this token drains and stops the worker as SIGTERM does.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
@@ -305,6 +311,25 @@ impl Worker {
         }
         .instrument(span)
     }
+}
+
+/// Installs the SIGTERM and SIGINT handlers now and returns a token they cancel. `main`
+/// calls it first thing, so that a worker told to stop while still starting (an
+/// autoscaler changing its mind) drains and exits 0 instead of dying by the default action.
+pub fn stop_on_signals() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        token.cancel();
+    });
+    Ok(stop)
 }
 
 async fn wait_for_signal(stop: &CancellationToken) {
