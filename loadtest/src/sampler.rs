@@ -25,7 +25,11 @@ async fn autoscaler_status(
         .get("backlog")
         .and_then(serde_json::Value::as_u64)
         .or_else(|| {
-            let last = status.get("decisions")?.as_array()?.last()?;
+            // The autoscaler lists its recent decisions newest first, as `last_decisions`.
+            let decisions = status
+                .get("last_decisions")
+                .or_else(|| status.get("decisions"))?;
+            let last = decisions.as_array()?.first()?;
             Some(last.get("ready")?.as_u64()? + last.get("unacked")?.as_u64()?)
         });
     Some((backlog, workers))
