@@ -200,6 +200,28 @@ impl Cache {
         }
     }
 
+    /// Like [`Cache::get_or_load`] for catalog-wide reads (listings, categories): the key
+    /// `name` is placed under the current catalog generation, so one product update
+    /// invalidates them all. Without Redis the value is loaded straight from `load`.
+    pub async fn get_or_load_catalog<T, E, F, Fut>(&self, name: &str, load: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<anyhow::Error> + std::fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.catalog_generation().await {
+            Some(generation) => {
+                let key = self.key(&format!("g{generation}:{name}"));
+                Ok(self.get_or_load(&key, load).await?.0)
+            }
+            None => {
+                metrics::counter!("strata_cache_unavailable_total").increment(1);
+                load().await
+            }
+        }
+    }
+
     /// Drops cached copies of one product and of every listing (by bumping the catalog
     /// generation that listing keys include).
     pub async fn invalidate_product(&self, sku: &str) {

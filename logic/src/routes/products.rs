@@ -87,20 +87,12 @@ pub async fn list(
                 .map_err(ApiError::from)
         }
     };
-    let page = match state.cache.catalog_generation().await {
-        Some(generation) => {
-            let key = state.cache.key(&format!(
-                "products:g{generation}:{}",
-                serde_json::to_string(&(&query.category, &query.q, query.page, query.per_page))
-                    .unwrap_or_default()
-            ));
-            state.cache.get_or_load(&key, load).await?.0
-        }
-        None => {
-            metrics::counter!("strata_cache_unavailable_total").increment(1);
-            load().await?
-        }
-    };
+    let name = format!(
+        "products:{}",
+        serde_json::to_string(&(&query.category, &query.q, query.page, query.per_page))
+            .unwrap_or_default()
+    );
+    let page = state.cache.get_or_load_catalog(&name, load).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -118,16 +110,7 @@ pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
             .map(|items| CategoryList { items })
             .map_err(ApiError::from)
     };
-    let categories = match state.cache.catalog_generation().await {
-        Some(generation) => {
-            let key = state.cache.key(&format!("categories:g{generation}"));
-            state.cache.get_or_load(&key, load).await?.0
-        }
-        None => {
-            metrics::counter!("strata_cache_unavailable_total").increment(1);
-            load().await?
-        }
-    };
+    let categories = state.cache.get_or_load_catalog("categories", load).await?;
     Ok(HttpResponse::Ok().json(categories))
 }
 

@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use data::fulfil::Outcome;
 use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use secrecy::{ExposeSecret, SecretString};
 use worker::payment::PaymentGateway;
@@ -49,23 +48,11 @@ async fn the_same_message_delivered_twice_by_the_broker_is_applied_once() {
     let id = rig.place("DUP-2", 1).await;
     let (message_id, body) = rig.command_body(id).await;
     // The relay publishes it once; publish the very same message a second time.
-    let conn = data::broker::connect(rig.env.data.amqp_url(), "test-publisher")
-        .await
-        .expect("connect");
-    let channel = conn.create_channel().await.expect("channel");
-    data::broker::declare_topology(&channel, rig.env.data.delivery_limit)
-        .await
-        .expect("topology");
-    channel
-        .basic_publish(
-            contracts::COMMANDS_EXCHANGE.into(),
-            contracts::FULFIL_ROUTING_KEY.into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default().with_message_id(ShortString::from(message_id.to_string())),
-        )
-        .await
-        .expect("publish");
+    rig.publish_command(
+        &body,
+        BasicProperties::default().with_message_id(ShortString::from(message_id.to_string())),
+    )
+    .await;
     rig.spawn_worker(rig.worker_settings());
     rig.wait_status(id, "fulfilled", Duration::from_secs(20))
         .await;
@@ -112,23 +99,8 @@ async fn payment_declined_rejects_without_taking_stock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_is_dead_lettered_at_once() {
     let mut rig = Rig::new().await;
-    let conn = data::broker::connect(rig.env.data.amqp_url(), "test-publisher")
-        .await
-        .expect("connect");
-    let channel = conn.create_channel().await.expect("channel");
-    data::broker::declare_topology(&channel, rig.env.data.delivery_limit)
-        .await
-        .expect("topology");
-    channel
-        .basic_publish(
-            contracts::COMMANDS_EXCHANGE.into(),
-            contracts::FULFIL_ROUTING_KEY.into(),
-            BasicPublishOptions::default(),
-            b"{not json",
-            BasicProperties::default(),
-        )
-        .await
-        .expect("publish");
+    rig.publish_command(b"{not json", BasicProperties::default())
+        .await;
     rig.spawn_worker(rig.worker_settings());
     testkit::eventually(
         Duration::from_secs(20),

@@ -87,6 +87,25 @@ impl Rig {
             .expect("count")
     }
 
+    /// Publishes raw bytes to the fulfilment queue, as any producer could.
+    pub async fn publish_command(&self, body: &[u8], properties: lapin::BasicProperties) {
+        let conn = data::broker::connect(self.env.data.amqp_url(), "test-publisher")
+            .await
+            .expect("connect");
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .basic_publish(
+                contracts::COMMANDS_EXCHANGE.into(),
+                contracts::FULFIL_ROUTING_KEY.into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish");
+        let _ = conn.close(200, "published".into()).await;
+    }
+
     /// The FulfilOrder envelope the outbox holds for an order.
     pub async fn command_body(&self, id: Uuid) -> (Uuid, Vec<u8>) {
         let (message_id, body): (Uuid, serde_json::Value) = sqlx::query_as(
