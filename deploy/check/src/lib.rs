@@ -1,0 +1,30 @@
+//! Helpers for the deployment tests: load YAML files of the repository as JSON values so
+//! the tests can walk them without a schema of their own.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crate lives at deploy/check")
+        .to_path_buf()
+}
+
+/// Every YAML document in `path` (relative to the repository root), as JSON values.
+pub fn load_yaml_documents(path: impl AsRef<Path>) -> anyhow::Result<Vec<serde_json::Value>> {
+    use serde::Deserialize as _;
+    let full = repo_root().join(path.as_ref());
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", full.display()))?;
+    let mut documents = Vec::new();
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", full.display()))?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
