@@ -1,0 +1,259 @@
+//! `strata-bench`: the timing tools and the report of `bench/run`. Each subcommand prints
+//! `key<TAB>value` lines the script appends to its raw results.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bench::{broker_limit, millis, open_loop, report, wait};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata-bench", about = "Timing tools and report of bench/run")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Waits until URL answers 200; prints the time since --since-ns.
+    WaitHttp {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        since_ns: u128,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Waits until QUEUE has a consumer; prints the time since --since-ns.
+    WaitConsumer {
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        since_ns: u128,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Waits until every pending order's command is in QUEUE; prints how many.
+    WaitPreloaded {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Times consumers started at --since-ns: until one is registered on QUEUE, then
+    /// until no order is pending.
+    Drain {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        since_ns: u128,
+        /// Orders pending before the consumers started.
+        #[arg(long)]
+        orders: u64,
+        /// Prefix of the printed keys.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    /// Prints the number of pending orders.
+    Pending {
+        #[arg(long)]
+        database_url: String,
+    },
+    /// The broker's limit: publish with confirms, then consume and ack, on a quorum queue.
+    Broker {
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        messages: usize,
+        #[arg(long)]
+        prefetch: u16,
+        #[arg(long, default_value_t = 200)]
+        round_trips: usize,
+    },
+    /// The least time to open a Postgres and an AMQP connection.
+    ConnectFloor {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        amqp_url: String,
+    },
+    /// Sends orders at a fixed rate and times each from send to its final event.
+    OpenLoop {
+        #[arg(long)]
+        logic_url: String,
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        duration_secs: f64,
+        /// File with one sku per line.
+        #[arg(long)]
+        skus: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        settle_secs: u64,
+    },
+    /// Renders the raw results as results.md and results.json in --out, and prints the table.
+    Report {
+        #[arg(long)]
+        raw: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn put(key: &str, value: impl std::fmt::Display) {
+    println!("{key}\t{value}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::WaitHttp {
+            url,
+            since_ns,
+            timeout_secs,
+        } => {
+            wait::http_ok(&url, Duration::from_secs(timeout_secs)).await?;
+            println!("{:.1}", millis(bench::elapsed_since(since_ns)));
+        }
+        Command::WaitConsumer {
+            amqp_url,
+            queue,
+            since_ns,
+            timeout_secs,
+        } => {
+            wait::consumers(&amqp_url, &queue, 1, Duration::from_secs(timeout_secs)).await?;
+            println!("{:.1}", millis(bench::elapsed_since(since_ns)));
+        }
+        Command::WaitPreloaded {
+            database_url,
+            amqp_url,
+            queue,
+            timeout_secs,
+        } => {
+            let pool = sqlx::PgPool::connect(&database_url).await?;
+            let n = wait::preloaded(&pool, &amqp_url, &queue, Duration::from_secs(timeout_secs))
+                .await?;
+            println!("{n}");
+        }
+        Command::Drain {
+            database_url,
+            amqp_url,
+            queue,
+            since_ns,
+            orders,
+            name,
+            timeout_secs,
+        } => {
+            let pool = sqlx::PgPool::connect(&database_url).await?;
+            let d = wait::drain(
+                &pool,
+                &amqp_url,
+                &queue,
+                since_ns,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
+            put(
+                &format!("{name}_ready_ms"),
+                format!("{:.1}", millis(d.ready)),
+            );
+            put(
+                &format!("{name}_drain_ms"),
+                format!("{:.1}", millis(d.drain)),
+            );
+            put(&format!("{name}_rejected"), d.rejected);
+            put(
+                &format!("{name}_ps"),
+                format!("{:.1}", orders as f64 / d.drain.as_secs_f64()),
+            );
+        }
+        Command::Pending { database_url } => {
+            let pool = sqlx::PgPool::connect(&database_url).await?;
+            println!("{}", wait::pending_orders(&pool).await?);
+        }
+        Command::Broker {
+            amqp_url,
+            messages,
+            prefetch,
+            round_trips,
+        } => {
+            let f = broker_limit::run(&amqp_url, messages, prefetch, round_trips).await?;
+            put("broker_publish_ps", format!("{:.0}", f.published_per_sec));
+            put("broker_consume_ps", format!("{:.0}", f.consumed_per_sec));
+            put(
+                "broker_round_trip_ms",
+                format!("{:.3}", millis(f.round_trip_p50)),
+            );
+        }
+        Command::ConnectFloor {
+            database_url,
+            amqp_url,
+        } => {
+            let took = wait::connect_floor(&database_url, &amqp_url).await?;
+            put("connect_floor_ms", format!("{:.1}", millis(took)));
+        }
+        Command::OpenLoop {
+            logic_url,
+            amqp_url,
+            rate,
+            duration_secs,
+            skus,
+            settle_secs,
+        } => {
+            let skus = std::fs::read_to_string(&skus)
+                .with_context(|| format!("reading {}", skus.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let f = open_loop::run(open_loop::Settings {
+                logic_url,
+                amqp_url,
+                rate,
+                duration: Duration::from_secs_f64(duration_secs),
+                skus,
+                settle: Duration::from_secs(settle_secs),
+            })
+            .await?;
+            put("e2e_sent", f.sent);
+            put("e2e_accepted", f.accepted);
+            put("e2e_finished", f.finished);
+            put("e2e_accept_p50_ms", format!("{:.2}", millis(f.accept_p50)));
+            put("e2e_accept_p99_ms", format!("{:.2}", millis(f.accept_p99)));
+            put("e2e_p50_ms", format!("{:.2}", millis(f.e2e_p50)));
+            put("e2e_p99_ms", format!("{:.2}", millis(f.e2e_p99)));
+            put("e2e_max_ms", format!("{:.2}", millis(f.e2e_max)));
+        }
+        Command::Report { raw, out } => {
+            let text = std::fs::read_to_string(&raw)
+                .with_context(|| format!("reading {}", raw.display()))?;
+            let report = report::build(&report::parse_raw(&text));
+            std::fs::create_dir_all(&out)?;
+            let md = report.markdown();
+            std::fs::write(out.join("results.md"), &md)?;
+            std::fs::write(
+                out.join("results.json"),
+                serde_json::to_string_pretty(&report)? + "\n",
+            )?;
+            print!("{md}");
+        }
+    }
+    Ok(())
+}
