@@ -1,5 +1,7 @@
 //! Settings of the worker binary.
 
+use std::net::SocketAddr;
+
 use clap::Parser;
 use data::DataSettings;
 
@@ -19,6 +21,10 @@ pub struct WorkerSettings {
     /// in milliseconds (keeps an outage from burning through the delivery limit).
     #[arg(long, env = "WORKER_RETRY_DELAY_MS", default_value_t = 1000)]
     pub retry_delay_ms: u64,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (e.g. `0.0.0.0:9091`); unset, the
+    /// worker opens no port. Give each worker its own: a taken address stops the worker.
+    #[arg(long = "health-listen", env = "HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub data: DataSettings,
 }

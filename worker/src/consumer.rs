@@ -2,6 +2,8 @@
 //! ack after commit, and a drain on shutdown.
 
 use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +24,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::WorkerSettings;
+use crate::health::{Phase, Readiness};
 use crate::payment::PaymentGateway;
 
 /// What to do with a delivery once handled.
@@ -40,6 +43,10 @@ pub struct Worker {
     pool: PgPool,
     payment: PaymentGateway,
     stop: CancellationToken,
+    readiness: Arc<Readiness>,
+    /// Bound by `build` when `HEALTH_LISTEN` is set; served by `run_until_stopped`.
+    health_listener: Option<TcpListener>,
+    health_addr: Option<SocketAddr>,
 }
 
 fn header_text(headers: Option<&FieldTable>, name: &str) -> Option<String> {
@@ -114,12 +121,36 @@ impl Worker {
             latency: Duration::from_millis(settings.payment_latency_ms),
             decline_rate: settings.payment_decline_rate.clamp(0.0, 1.0),
         };
+        let health_listener = settings
+            .health_listen
+            .map(|addr| {
+                TcpListener::bind(addr).with_context(|| format!("binding HEALTH_LISTEN {addr}"))
+            })
+            .transpose()?;
+        let health_addr = health_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         Ok(Worker {
             settings: WorkerSettings { data, ..settings },
             pool,
             payment,
             stop: CancellationToken::new(),
+            readiness: Arc::new(Readiness::default()),
+            health_listener,
+            health_addr,
         })
+    }
+
+    /// The bound address of `/healthz`, `/readyz` and `/metrics` (port 0 resolved), when
+    /// `HEALTH_LISTEN` is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// Where the consumer is (what `/readyz` reports).
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.readiness.clone()
     }
 
     /// Uses `stop` as the stop token (e.g. one already wired to signals by `main`).
@@ -135,7 +166,15 @@ impl Worker {
 
     /// Consumes until SIGINT/SIGTERM (or the stop token), then stops taking messages,
     /// finishes and acks what is in flight, and returns.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let health = match self.health_listener.take() {
+            Some(listener) => {
+                let server = crate::health::serve(listener, self.readiness.clone())?;
+                tracing::info!(address = ?self.health_addr, "health endpoints listening");
+                Some((server.handle(), tokio::spawn(server)))
+            }
+            None => None,
+        };
         let stop = self.stop.clone();
         let signals = tokio::spawn({
             let stop = stop.clone();
@@ -169,7 +208,12 @@ impl Worker {
             }
         }
         signals.abort();
+        self.readiness.set(Phase::Draining);
         self.pool.close().await;
+        if let Some((handle, server)) = health {
+            handle.stop(true).await;
+            let _ = server.await;
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -201,6 +245,7 @@ impl Worker {
             )
             .await?;
         *backoff = backoff_builder.build();
+        self.readiness.set(Phase::Consuming);
         tracing::info!(
             prefetch = self.settings.prefetch,
             "consuming {FULFIL_QUEUE}"
@@ -211,6 +256,7 @@ impl Worker {
             tokio::select! {
                 _ = self.stop.cancelled() => break Ok(()),
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    in_flight_gauge(in_flight.len());
                     if let Err(err) = done {
                         tracing::error!(error = %err, "message task panicked");
                     }
@@ -218,6 +264,7 @@ impl Worker {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         in_flight.spawn(self.process(delivery));
+                        in_flight_gauge(in_flight.len());
                     }
                     Some(Err(err)) => break Err(anyhow::Error::new(err).context("consumer failed")),
                     None => break Err(anyhow::anyhow!("the broker ended the consumer")),
@@ -225,6 +272,11 @@ impl Worker {
             }
         };
 
+        self.readiness.set(if outcome.is_ok() {
+            Phase::Draining
+        } else {
+            Phase::Reconnecting
+        });
         if outcome.is_ok() {
             // Stop taking messages, then take what the broker already sent us: every
             // delivery is processed and acked before the channel closes.
@@ -243,6 +295,7 @@ impl Worker {
             tracing::info!(in_flight = in_flight.len(), "draining in-flight messages");
         }
         while let Some(done) = in_flight.join_next().await {
+            in_flight_gauge(in_flight.len());
             if let Err(err) = done {
                 tracing::error!(error = %err, "message task panicked");
             }
@@ -311,6 +364,10 @@ impl Worker {
         }
         .instrument(span)
     }
+}
+
+fn in_flight_gauge(n: usize) {
+    metrics::gauge!("strata_worker_in_flight").set(n as f64);
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns a token they cancel. `main`
