@@ -312,3 +312,115 @@ pub struct CacheCounts {
     pub hits: u64,
     pub misses: u64,
 }
+
+/// Kinds of mutating calls the audit trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AuditAction {
+    /// `PATCH /api/v1/products/{sku}`.
+    #[serde(rename = "product.update")]
+    ProductUpdate,
+    /// `POST /api/v1/orders`.
+    #[serde(rename = "order.place")]
+    OrderPlace,
+    /// `POST /api/v1/ops/dlq/redrive`.
+    #[serde(rename = "dlq.redrive")]
+    DlqRedrive,
+}
+
+impl AuditAction {
+    pub const ALL: &'static [AuditAction] = &[
+        AuditAction::ProductUpdate,
+        AuditAction::OrderPlace,
+        AuditAction::DlqRedrive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::ProductUpdate => "product.update",
+            AuditAction::OrderPlace => "order.place",
+            AuditAction::DlqRedrive => "dlq.redrive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+}
+
+/// How a recorded call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// The change was made.
+    Success,
+    /// Refused as invalid (4xx other than 401); nothing changed.
+    Rejected,
+    /// Refused for a missing or wrong admin token (401); nothing changed.
+    Denied,
+    /// A dependency failed (5xx); nothing changed, or for a redrive, possibly part of it.
+    Failed,
+}
+
+impl AuditOutcome {
+    pub const ALL: &'static [AuditOutcome] = &[
+        AuditOutcome::Success,
+        AuditOutcome::Rejected,
+        AuditOutcome::Denied,
+        AuditOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Rejected => "rejected",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|o| o.as_str() == s)
+    }
+}
+
+/// One entry of the audit trail (`GET /api/v1/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    /// When the call was recorded.
+    pub at: DateTime<Utc>,
+    /// Who made the call: `admin` (the admin bearer token) or `anonymous` (no or a wrong
+    /// token; order placement needs none).
+    pub actor: String,
+    /// What was called: `product.update`, `order.place`, `dlq.redrive` (more may follow;
+    /// read unknown values as text).
+    pub action: String,
+    /// What it acted on, e.g. `product:KIT-00001`, `order:<id>`, `queue:orders.fulfil.dlq`;
+    /// null when the request never named a valid one.
+    pub target: Option<String>,
+    pub outcome: AuditOutcome,
+    /// The API error code when the call did not succeed, e.g. `invalid_product_patch`.
+    pub error_code: Option<String>,
+    /// The request's id (the `X-Request-Id` response header, `request_id` in the logs).
+    pub request_id: Option<Uuid>,
+    /// The W3C trace id the request belonged to (32 hex digits).
+    pub trace_id: Option<String>,
+    /// What changed: the patched fields of a product, an order's total and line count, how
+    /// many dead letters moved.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub page: u32,
+    pub per_page: u32,
+    /// Entries matching the filters, over all pages.
+    pub total: i64,
+}

@@ -125,16 +125,35 @@ pub async fn peek(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32, V
 /// Moves up to `limit` messages from the DLQ back to `orders.fulfil`, each acked in the
 /// DLQ only after the broker confirmed its copy in the work queue (nothing is lost; a crash
 /// in between leaves a duplicate that the idempotent consumer ignores). Message ids are
-/// kept. Returns (moved, left).
-pub async fn redrive(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32, u32)> {
+/// kept. Returns (moved, left); a failure says how many had moved before it.
+pub async fn redrive(settings: &DataSettings, limit: u32) -> Result<(u32, u32), RedriveError> {
+    let mut moved = 0;
+    redrive_counting(settings, limit, &mut moved)
+        .await
+        .map_err(|source| RedriveError { moved, source })
+}
+
+/// A redrive that stopped part-way: `moved` messages are back in the work queue.
+#[derive(Debug, thiserror::Error)]
+#[error("the redrive stopped after {moved} message(s)")]
+pub struct RedriveError {
+    pub moved: u32,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+async fn redrive_counting(
+    settings: &DataSettings,
+    limit: u32,
+    moved: &mut u32,
+) -> anyhow::Result<(u32, u32)> {
     let connection = open(settings, "strata-dlq-redrive").await?;
     let source = connection.create_channel().await?;
     let target = connection.create_channel().await?;
     target
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let mut moved = 0;
-    while moved < limit {
+    while *moved < limit {
         let Some(message) = source
             .basic_get(FULFIL_DLQ.into(), BasicGetOptions { no_ack: false })
             .await?
@@ -167,7 +186,7 @@ pub async fn redrive(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32
             .await?;
         if matches!(confirm, Confirmation::Ack(None)) {
             delivery.ack(BasicAckOptions::default()).await?;
-            moved += 1;
+            *moved += 1;
         } else {
             delivery
                 .nack(BasicNackOptions {
@@ -180,6 +199,6 @@ pub async fn redrive(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32
     }
     let (left, _) = broker::queue_depth(&source, FULFIL_DLQ).await?;
     let _ = connection.close(200, "redrive done".into()).await;
-    tracing::info!(moved, left, "dead letters redriven");
-    Ok((moved, left))
+    tracing::info!(moved = *moved, left, "dead letters redriven");
+    Ok((*moved, left))
 }

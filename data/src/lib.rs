@@ -1,6 +1,7 @@
 //! Strata's data tier: configuration of the backing services, the Postgres repositories
 //! (sqlx), the Redis read cache, and the one place that declares the broker topology.
 
+pub mod audit;
 pub mod broker;
 pub mod broker_api;
 pub mod cache;

@@ -3,13 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use contracts::{
-    COMMANDS_EXCHANGE, Envelope, FULFIL_ROUTING_KEY, FulfilOrder, Order, OrderLine, OrderStatus,
-    PlaceOrder,
+    AuditAction, COMMANDS_EXCHANGE, Envelope, FULFIL_ROUTING_KEY, FulfilOrder, Order, OrderLine,
+    OrderStatus, PlaceOrder,
 };
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::audit::{self, Caller, Record};
 use crate::outbox;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +50,35 @@ struct OrderRow {
 /// Places a validated order: prices come from the catalog now, stock is reserved later by
 /// the worker. With an idempotency key, a replay of the same request returns the first
 /// order and creates nothing.
-#[tracing::instrument(skip(pool, order, traceparent), fields(order.id))]
 pub async fn place(
     pool: &PgPool,
     order: &PlaceOrder,
     idempotency_key: Option<&str>,
     traceparent: Option<String>,
+) -> Result<(Order, Placement), PlaceOrderError> {
+    place_as(pool, order, idempotency_key, traceparent, None).await
+}
+
+/// [`place`], recording the placement in the audit trail: a new order's entry is written in
+/// the same transaction as the order and its outbox message; a replay gets its own entry.
+/// A refused placement writes nothing here (the caller records the refusal).
+pub async fn place_recorded(
+    pool: &PgPool,
+    order: &PlaceOrder,
+    idempotency_key: Option<&str>,
+    traceparent: Option<String>,
+    caller: &Caller,
+) -> Result<(Order, Placement), PlaceOrderError> {
+    place_as(pool, order, idempotency_key, traceparent, Some(caller)).await
+}
+
+#[tracing::instrument(skip(pool, order, traceparent, caller), fields(order.id))]
+async fn place_as(
+    pool: &PgPool,
+    order: &PlaceOrder,
+    idempotency_key: Option<&str>,
+    traceparent: Option<String>,
+    caller: Option<&Caller>,
 ) -> Result<(Order, Placement), PlaceOrderError> {
     let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
     let mut tx = pool.begin().await?;
@@ -125,26 +149,53 @@ pub async fn place(
                 return Err(PlaceOrderError::IdempotencyKeyReused);
             }
             let existing = get(pool, order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            if let Some(caller) = caller {
+                let entry = Record::success(
+                    caller,
+                    AuditAction::OrderPlace,
+                    Some(format!("order:{order_id}")),
+                    serde_json::json!({"replayed": true}),
+                );
+                audit::record_alone(pool, &entry).await?;
+            }
             return Ok((existing, Placement::Replayed));
         }
     }
 
     let command = Envelope::new(FulfilOrder { order_id: id }, traceparent);
     outbox::enqueue(&mut tx, COMMANDS_EXCHANGE, FULFIL_ROUTING_KEY, &command).await?;
+    if let Some(caller) = caller {
+        let entry = Record::success(
+            caller,
+            AuditAction::OrderPlace,
+            Some(format!("order:{id}")),
+            serde_json::json!({
+                "lines": order.lines.len(),
+                "total_cents": total,
+                "idempotency_key": idempotency_key.is_some(),
+            }),
+        );
+        audit::record(&mut tx, &entry).await?;
+    }
+    // Read back inside the transaction: once it commits, nothing can fail any more.
+    let placed = fetch(&mut tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tx.commit().await?;
-
-    let placed = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     Ok((placed, Placement::Created))
 }
 
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Order>> {
+    let mut conn = pool.acquire().await?;
+    fetch(&mut conn, id).await
+}
+
+async fn fetch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {
     let row: Option<OrderRow> = sqlx::query_as(
         "SELECT id, email, status, reason, total_cents, created_at, updated_at \
          FROM orders WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -154,7 +205,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Order>> {
          WHERE order_id = $1 ORDER BY line_no",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let status = OrderStatus::parse(&row.status).ok_or_else(|| {
         sqlx::Error::Decode(format!("unknown order status {}", row.status).into())

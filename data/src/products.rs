@@ -1,10 +1,12 @@
 //! The catalog in Postgres: listing, search, categories and admin updates.
 
 use contracts::{
-    Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage, ProductPatch,
+    AuditAction, Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage,
+    ProductPatch,
 };
 use sqlx::PgPool;
 
+use crate::audit::{self, Caller, Record};
 use crate::outbox;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -109,14 +111,16 @@ pub async fn categories(pool: &PgPool) -> sqlx::Result<Vec<Category>> {
         .collect())
 }
 
-/// Applies a validated patch and announces the change on the events exchange, in one
-/// transaction. `None` when the sku does not exist.
-#[tracing::instrument(skip(pool, patch, traceparent))]
+/// Applies a validated patch, announces the change on the events exchange and records it
+/// in the audit trail, in one transaction. `None` (and nothing written) when the sku does
+/// not exist.
+#[tracing::instrument(skip(pool, patch, traceparent, caller))]
 pub async fn update(
     pool: &PgPool,
     sku: &str,
     patch: &ProductPatch,
     traceparent: Option<String>,
+    caller: &Caller,
 ) -> sqlx::Result<Option<Product>> {
     let mut tx = pool.begin().await?;
     let row: Option<ProductRow> = sqlx::query_as(
@@ -146,6 +150,13 @@ pub async fn update(
         traceparent,
     );
     outbox::enqueue(&mut tx, EVENTS_EXCHANGE, "product.changed", &event).await?;
+    let entry = Record::success(
+        caller,
+        AuditAction::ProductUpdate,
+        Some(format!("product:{}", row.sku)),
+        serde_json::json!({ "changes": patch }),
+    );
+    audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(Some(row.into()))
 }

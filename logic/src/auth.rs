@@ -28,4 +28,18 @@ impl AdminToken {
             Err(ApiError::Unauthorized)
         }
     }
+
+    /// The audit trail's name for the caller: `admin` with the admin token, else `anonymous`.
+    pub fn actor(&self, req: &HttpRequest) -> &'static str {
+        if self.check(req).is_ok() {
+            ADMIN
+        } else {
+            ANONYMOUS
+        }
+    }
 }
+
+/// Actor of calls made with the admin token.
+pub const ADMIN: &str = "admin";
+/// Actor of calls without a valid token.
+pub const ANONYMOUS: &str = "anonymous";

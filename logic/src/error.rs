@@ -81,6 +81,16 @@ impl ApiError {
         }
     }
 
+    /// How the audit trail records a call that ended with this error.
+    pub fn audit_outcome(&self) -> contracts::AuditOutcome {
+        use contracts::AuditOutcome;
+        match self {
+            ApiError::Unauthorized => AuditOutcome::Denied,
+            ApiError::Unavailable(_) | ApiError::Internal(_) => AuditOutcome::Failed,
+            _ => AuditOutcome::Rejected,
+        }
+    }
+
     /// Every code the API can answer with, for the OpenAPI description.
     pub const ALL_CODES: &'static [&'static str] = &[
         "malformed_json",

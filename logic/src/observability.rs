@@ -11,7 +11,7 @@ use actix_web::{Error, HttpMessage};
 use contracts::trace::TraceParent;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Span;
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
 /// The process-wide Prometheus recorder (installed once, shared by every app in a test).
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -95,7 +95,8 @@ pub fn trace_context(req: &actix_web::HttpRequest) -> TraceParent {
 }
 
 /// Records count and latency per route, and answers with a `traceresponse` header so a
-/// caller can see which trace its request joined.
+/// caller can see which trace its request joined, and `X-Request-Id` (the id in the logs and
+/// the audit trail).
 pub async fn record<B: MessageBody>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
@@ -112,6 +113,13 @@ pub async fn record<B: MessageBody>(
         .increment(1);
     metrics::histogram!("strata_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
+    let request_id = res.request().extensions().get::<RequestId>().copied();
+    if let Some(id) = request_id
+        && let Ok(value) = HeaderValue::from_str(&id.to_string())
+    {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
     let context = res.request().extensions().get::<TraceParent>().copied();
     if let Some(context) = context
         && let Ok(value) = HeaderValue::from_str(&context.to_string())

@@ -28,14 +28,17 @@ use crate::routes;
         routes::ops::list,
         routes::ops::redrive,
         routes::ops::stats,
+        routes::audit::list,
         openapi_json,
     ),
+    // Schemas only named by a query parameter are not collected from the paths.
+    components(schemas(contracts::AuditAction)),
     modifiers(&AdminAuth),
     tags(
         (name = "catalog", description = "products and categories"),
         (name = "orders", description = "placing and following orders"),
         (name = "health", description = "probes and metrics"),
-        (name = "ops", description = "operations (admin): the dead-letter queue"),
+        (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),
     )
 )]
 pub struct ApiDoc;

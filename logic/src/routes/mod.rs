@@ -1,5 +1,6 @@
 //! HTTP routes, one module per area.
 
+pub mod audit;
 pub mod health;
 pub mod ops;
 pub mod orders;

@@ -1,14 +1,17 @@
-//! Operations endpoints (admin): the dead-letter queue and its redrive.
+//! Operations endpoints (admin): the dead-letter queue and its redrive, the statistics of
+//! the ops console.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use contracts::{
-    CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats, RedriveRequest,
-    RedriveResult,
+    AuditAction, CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats,
+    RedriveRequest, RedriveResult,
 };
+use data::audit::Record;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::routes::{AppState, audit};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -68,12 +71,46 @@ pub async fn redrive(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.check(&req)?;
+    let caller = audit::caller(&req, &state.admin);
+    let action = AuditAction::DlqRedrive;
+    let target = Some(format!("queue:{}", contracts::FULFIL_DLQ));
+    let limit = match redrive_limit(&req, &state, &body) {
+        Ok(limit) => limit,
+        Err(err) => return audit::settle(&state, &caller, action, target, Err(err)).await,
+    };
+    // The redrive touches only the broker: its entry is written right after, with how
+    // many messages moved, whether it finished or not.
+    match data::dlq::redrive(&state.data, limit).await {
+        Ok((redriven, remaining)) => {
+            tracing::info!(redriven, remaining, "dead-letter queue redriven");
+            let detail = json!({"limit": limit, "redriven": redriven, "remaining": remaining});
+            let entry = Record::success(&caller, action, target, detail);
+            if let Err(e) = data::audit::record_alone(&state.pool, &entry).await {
+                // The messages moved; answering an error would invite a second redrive.
+                tracing::warn!(error = %e, redriven, "the audit entry of a redrive could not be written");
+            }
+            Ok(HttpResponse::Ok().json(RedriveResult {
+                redriven,
+                remaining,
+            }))
+        }
+        Err(failed) => {
+            let detail = json!({"limit": limit, "redriven": failed.moved});
+            let err = broker_error(failed.source);
+            audit::record_failure(&state, &caller, action, target, &err, detail).await;
+            Err(err)
+        }
+    }
+}
+
+/// Checks the token and reads the optional body: how many messages to move.
+fn redrive_limit(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<u32, ApiError> {
+    state.admin.check(req)?;
     let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedriveRequest::default()
     } else {
         let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         match value {
             serde_json::Value::Null => RedriveRequest::default(),
             serde_json::Value::Object(_) => {
@@ -92,14 +129,7 @@ pub async fn redrive(
             "limit must be between 1 and 10000".into(),
         ));
     }
-    let (redriven, remaining) = data::dlq::redrive(&state.data, limit as u32)
-        .await
-        .map_err(broker_error)?;
-    tracing::info!(redriven, remaining, "dead-letter queue redriven");
-    Ok(HttpResponse::Ok().json(RedriveResult {
-        redriven,
-        remaining,
-    }))
+    Ok(limit as u32)
 }
 
 /// One reading of the system for the ops console: work queue (ready and unacked), DLQ

@@ -1,13 +1,14 @@
 //! Placing orders (202 + outbox) and reading them.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use contracts::{ErrorBody, Order, PlaceOrder};
+use contracts::{AuditAction, ErrorBody, Order, PlaceOrder};
+use data::audit::Caller;
 use data::orders::{PlaceOrderError, Placement};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::observability::trace_context;
-use crate::routes::AppState;
+use crate::routes::{AppState, audit};
 use crate::validation;
 
 /// Place an order. It is accepted (202, status `pending`) and fulfilled asynchronously by a
@@ -33,6 +34,17 @@ pub async fn place(
     state: web::Data<AppState>,
     body: Result<web::Json<serde_json::Value>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = audit::caller(&req, &state.admin);
+    let result = accept(&req, &state, &caller, body).await;
+    audit::settle(&state, &caller, AuditAction::OrderPlace, None, result).await
+}
+
+async fn accept(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
     let key = match req.headers().get("Idempotency-Key") {
         Some(v) => Some(validation::idempotency_key(v.to_str().map_err(|_| {
             ApiError::InvalidIdempotencyKey("Idempotency-Key must be ASCII".into())
@@ -40,14 +52,15 @@ pub async fn place(
         None => None,
     };
     let order = validation::order(crate::startup::json_object::<PlaceOrder>(body)?)?;
-    let traceparent = Some(trace_context(&req).child().to_string());
-    let (order, placement) = data::orders::place(&state.pool, &order, key, traceparent)
-        .await
-        .map_err(|e| match e {
-            PlaceOrderError::UnknownSku(sku) => ApiError::UnknownSku(sku),
-            PlaceOrderError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-            PlaceOrderError::Database(err) => err.into(),
-        })?;
+    let traceparent = Some(trace_context(req).child().to_string());
+    let (order, placement) =
+        data::orders::place_recorded(&state.pool, &order, key, traceparent, caller)
+            .await
+            .map_err(|e| match e {
+                PlaceOrderError::UnknownSku(sku) => ApiError::UnknownSku(sku),
+                PlaceOrderError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+                PlaceOrderError::Database(err) => err.into(),
+            })?;
     if placement == Placement::Created {
         metrics::counter!("strata_orders_placed_total").increment(1);
         tracing::info!(order.id = %order.id, lines = order.lines.len(), "order accepted");

@@ -1,13 +1,16 @@
 //! Catalog reads (cache-aside through Redis) and the admin product update.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, web};
-use contracts::{CategoryList, ErrorBody, MAX_PER_PAGE, Product, ProductPage, ProductPatch};
+use contracts::{
+    AuditAction, CategoryList, ErrorBody, MAX_PER_PAGE, Product, ProductPage, ProductPatch,
+};
+use data::audit::{Caller, Record};
 use data::products::ProductQuery;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::observability::trace_context;
-use crate::routes::AppState;
+use crate::routes::{AppState, audit};
 use crate::validation;
 
 #[derive(Debug, Deserialize, Serialize, utoipa::IntoParams)]
@@ -175,11 +178,24 @@ pub async fn update(
     sku: web::Path<String>,
     body: Result<web::Json<serde_json::Value>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = audit::caller(&req, &state.admin);
+    let sku = sku.into_inner();
+    let target = contracts::is_valid_sku(&sku).then(|| format!("product:{sku}"));
+    let result = apply_update(&req, &state, &caller, sku, body).await;
+    audit::settle(&state, &caller, AuditAction::ProductUpdate, target, result).await
+}
+
+async fn apply_update(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    sku: String,
+    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
     // Authentication comes before any look at the body.
-    state.admin.check(&req)?;
+    state.admin.check(req)?;
     let patch: ProductPatch = crate::startup::json_object(body)?;
     validation::product_patch(&patch)?;
-    let sku = sku.into_inner();
     if !contracts::is_valid_sku(&sku) {
         return Err(ApiError::ProductNotFound(sku));
     }
@@ -187,11 +203,18 @@ pub async fn update(
         // Nothing to change: answer with the product as it is.
         let product = data::products::get(&state.pool, &sku)
             .await?
-            .ok_or(ApiError::ProductNotFound(sku))?;
+            .ok_or(ApiError::ProductNotFound(sku.clone()))?;
+        let entry = Record::success(
+            caller,
+            AuditAction::ProductUpdate,
+            Some(format!("product:{sku}")),
+            serde_json::json!({ "changes": {} }),
+        );
+        data::audit::record_alone(&state.pool, &entry).await?;
         return Ok(HttpResponse::Ok().json(product));
     }
-    let traceparent = Some(trace_context(&req).child().to_string());
-    let product = data::products::update(&state.pool, &sku, &patch, traceparent)
+    let traceparent = Some(trace_context(req).child().to_string());
+    let product = data::products::update(&state.pool, &sku, &patch, traceparent, caller)
         .await?
         .ok_or_else(|| ApiError::ProductNotFound(sku.clone()))?;
     state.cache.invalidate_product(&sku).await;

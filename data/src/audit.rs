@@ -1,0 +1,184 @@
+//! The audit trail in Postgres: who called which mutating operation on what, how it ended,
+//! under which request and trace. A successful change writes its entry inside its own
+//! transaction ([`record`]), so the entry and the change commit or vanish together; a call
+//! that was refused or failed is written on its own afterwards ([`record_alone`]).
+
+use chrono::{DateTime, Utc};
+use contracts::{AuditAction, AuditEntry, AuditOutcome, AuditPage};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Who made a call and under which request: taken once per request by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `admin` or `anonymous`.
+    pub actor: String,
+    pub request_id: Option<Uuid>,
+    /// 32 lower-case hex digits.
+    pub trace_id: Option<String>,
+}
+
+/// One entry to write.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub caller: &'a Caller,
+    pub action: AuditAction,
+    pub target: Option<String>,
+    pub outcome: AuditOutcome,
+    /// The API error code; must be `None` exactly when the outcome is a success.
+    pub error_code: Option<&'a str>,
+    /// A JSON object saying what changed.
+    pub detail: serde_json::Value,
+}
+
+impl<'a> Record<'a> {
+    /// A successful call with its detail.
+    pub fn success(
+        caller: &'a Caller,
+        action: AuditAction,
+        target: Option<String>,
+        detail: serde_json::Value,
+    ) -> Self {
+        Record {
+            caller,
+            action,
+            target,
+            outcome: AuditOutcome::Success,
+            error_code: None,
+            detail,
+        }
+    }
+}
+
+/// Writes an entry inside the caller's transaction.
+pub async fn record(conn: &mut PgConnection, entry: &Record<'_>) -> sqlx::Result<i64> {
+    let detail = if entry.detail.is_object() {
+        entry.detail.clone()
+    } else {
+        serde_json::json!({})
+    };
+    sqlx::query_scalar(
+        "INSERT INTO audit_log \
+           (actor, action, target, outcome, error_code, request_id, trace_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(&entry.caller.actor)
+    .bind(entry.action.as_str())
+    .bind(&entry.target)
+    .bind(entry.outcome.as_str())
+    .bind(entry.error_code)
+    .bind(entry.caller.request_id)
+    .bind(&entry.caller.trace_id)
+    .bind(detail)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Writes an entry in a transaction of its own (a single statement commits by itself).
+pub async fn record_alone(pool: &PgPool, entry: &Record<'_>) -> sqlx::Result<i64> {
+    let mut conn = pool.acquire().await?;
+    record(&mut conn, entry).await
+}
+
+/// Filters of a listing (each `None` matches everything); page is 1-based.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub action: Option<AuditAction>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<AuditOutcome>,
+    pub request_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    pub until: Option<DateTime<Utc>>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    outcome: String,
+    error_code: Option<String>,
+    request_id: Option<Uuid>,
+    trace_id: Option<String>,
+    detail: serde_json::Value,
+}
+
+impl TryFrom<Row> for AuditEntry {
+    type Error = sqlx::Error;
+
+    fn try_from(r: Row) -> Result<Self, Self::Error> {
+        let outcome = AuditOutcome::parse(&r.outcome).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown audit outcome {}", r.outcome).into())
+        })?;
+        Ok(AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            outcome,
+            error_code: r.error_code,
+            request_id: r.request_id,
+            trace_id: r.trace_id,
+            detail: r.detail,
+        })
+    }
+}
+
+const FILTER: &str = "WHERE ($1::text IS NULL OR action = $1) \
+    AND ($2::text IS NULL OR actor = $2) \
+    AND ($3::text IS NULL OR target = $3) \
+    AND ($4::text IS NULL OR outcome = $4) \
+    AND ($5::uuid IS NULL OR request_id = $5) \
+    AND ($6::text IS NULL OR trace_id = $6) \
+    AND ($7::timestamptz IS NULL OR at >= $7) \
+    AND ($8::timestamptz IS NULL OR at < $8)";
+
+/// A page of entries matching the filters, newest first, and how many match in all.
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, query: &AuditQuery) -> sqlx::Result<AuditPage> {
+    macro_rules! filtered {
+        ($q:expr) => {
+            $q.bind(query.action.map(AuditAction::as_str))
+                .bind(&query.actor)
+                .bind(&query.target)
+                .bind(query.outcome.map(AuditOutcome::as_str))
+                .bind(query.request_id)
+                .bind(&query.trace_id)
+                .bind(query.since)
+                .bind(query.until)
+        };
+    }
+    let total: i64 = filtered!(sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM audit_log {FILTER}"
+    )))
+    .fetch_one(pool)
+    .await?;
+    let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
+    let rows: Vec<Row> = filtered!(sqlx::query_as(&format!(
+        "SELECT id, at, actor, action, target, outcome, error_code, request_id, trace_id, \
+                detail \
+         FROM audit_log {FILTER} ORDER BY at DESC, id DESC LIMIT $9 OFFSET $10"
+    )))
+    .bind(i64::from(query.per_page))
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok(AuditPage {
+        items: rows
+            .into_iter()
+            .map(AuditEntry::try_from)
+            .collect::<Result<_, _>>()?,
+        page: query.page,
+        per_page: query.per_page,
+        total,
+    })
+}
