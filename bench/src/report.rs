@@ -69,6 +69,16 @@ const SPECS: &[Spec] = &[
         goal: Some(0.8),
     },
     Spec {
+        id: "orders_accepted_no_notify",
+        label: "orders accepted (as above)",
+        unit: "orders/s",
+        strata: "orders_rps",
+        limit: Limit::Measured("pgbench_place_no_notify_tps"),
+        limit_is: "`pgbench`, the same statements less `pg_notify`",
+        better: Better::Higher,
+        goal: None,
+    },
+    Spec {
         id: "fulfilment_db",
         label: "fulfilments, {{workers}} worker(s) x prefetch {{prefetch}}, payment latency 0",
         unit: "orders/s",
@@ -77,6 +87,16 @@ const SPECS: &[Spec] = &[
         limit_is: "`pgbench`, the worker's transaction, same connections",
         better: Better::Higher,
         goal: Some(0.8),
+    },
+    Spec {
+        id: "fulfilment_db_no_notify",
+        label: "fulfilments (as above)",
+        unit: "orders/s",
+        strata: "fulfil_ps",
+        limit: Limit::Measured("pgbench_fulfil_no_notify_tps"),
+        limit_is: "`pgbench`, the worker's transaction less `pg_notify`",
+        better: Better::Higher,
+        goal: None,
     },
     Spec {
         id: "fulfilment_broker",
@@ -278,6 +298,8 @@ pub struct Row {
 pub struct Report {
     pub meta: BTreeMap<String, String>,
     pub figures: Vec<Row>,
+    /// Every value the run recorded, including those no row shows.
+    pub raw: BTreeMap<String, String>,
 }
 
 /// Parses `key<TAB>value` lines; later lines win.
@@ -343,7 +365,11 @@ pub fn build(raw: &BTreeMap<String, String>) -> Report {
         .filter(|(k, _)| k.starts_with("meta_"))
         .map(|(k, v)| (k.trim_start_matches("meta_").to_owned(), v.clone()))
         .collect();
-    Report { meta, figures }
+    Report {
+        meta,
+        figures,
+        raw: raw.clone(),
+    }
 }
 
 fn show(v: Option<f64>) -> String {

@@ -1,0 +1,153 @@
+"""The peer of Strata's worker: a Celery worker running the same fulfilment transaction
+(data/src/fulfil.rs) through psycopg, against the same Postgres and RabbitMQ, its tasks
+on a quorum queue of their own vhost, acknowledged after the commit (acks_late)."""
+
+import os
+import threading
+import uuid
+from datetime import datetime, timezone
+
+from celery import Celery
+from kombu import Queue
+from psycopg import Rollback
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+QUEUE = "bench.fulfil"
+CONSUMER = "fulfilment"
+
+app = Celery("strata_bench", broker=os.environ["CELERY_BROKER_URL"])
+app.conf.update(
+    task_acks_late=True,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue=QUEUE,
+    task_queues=[
+        Queue(QUEUE, queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 5})
+    ],
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def pool():
+    """One pool per process (prefork children each get theirs), as large as the
+    process's share of the concurrency."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            size = int(os.environ.get("CELERY_DB_POOL", "1"))
+            _pool = ConnectionPool(
+                os.environ["DATABASE_URL"],
+                min_size=size,
+                max_size=size,
+                kwargs={"autocommit": True},
+                open=True,
+            )
+        return _pool
+
+
+def event(kind, payload, traceparent=None):
+    message_id = str(uuid.uuid4())
+    body = {
+        "message_id": message_id,
+        "type": kind,
+        "schema_version": 1,
+        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "payload": payload,
+    }
+    if traceparent:
+        body["traceparent"] = traceparent
+    return message_id, body
+
+
+def enqueue(conn, routing_key, kind, payload):
+    message_id, body = event(kind, payload)
+    conn.execute(
+        "INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (message_id, "events", routing_key, kind, Jsonb(body), None),
+    )
+    conn.execute("SELECT pg_notify('strata_outbox', '')")
+
+
+@app.task(name="fulfil")
+def fulfil(order_id, message_id):
+    """Returns the outcome: fulfilled, rejected, duplicate or already_final."""
+    with pool().connection() as conn:
+        with conn.transaction():
+            first = conn.execute(
+                "INSERT INTO processed_messages (consumer, message_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (CONSUMER, message_id),
+            ).rowcount == 1
+            if not first:
+                raise Rollback()
+            row = conn.execute(
+                "SELECT status, total_cents FROM orders WHERE id = %s FOR UPDATE",
+                (order_id,),
+            ).fetchone()
+            if row is None:
+                raise Rollback()
+            status, total_cents = row
+            if status != "pending":
+                return "already_final"
+            lines = conn.execute(
+                "SELECT l.sku, l.quantity, p.stock FROM order_lines l "
+                "JOIN products p ON p.sku = l.sku "
+                "WHERE l.order_id = %s ORDER BY l.sku FOR UPDATE OF p",
+                (order_id,),
+            ).fetchall()
+            if all(stock >= quantity for _, quantity, stock in lines):
+                # The payment gateway approves at once (payment latency 0).
+                conn.execute(
+                    "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() "
+                    "FROM unnest(%s::text[], %s::int[]) AS l(sku, quantity) "
+                    "WHERE p.sku = l.sku",
+                    ([s for s, _, _ in lines], [q for _, q, _ in lines]),
+                )
+                conn.execute(
+                    "UPDATE orders SET status = 'fulfilled', updated_at = now() WHERE id = %s",
+                    (order_id,),
+                )
+                enqueue(
+                    conn,
+                    "order.fulfilled",
+                    "OrderFulfilled",
+                    {"order_id": order_id, "total_cents": total_cents},
+                )
+                return "fulfilled"
+            conn.execute(
+                "UPDATE orders SET status = 'rejected', reason = %s, updated_at = now() "
+                "WHERE id = %s",
+                ("out_of_stock", order_id),
+            )
+            enqueue(
+                conn,
+                "order.rejected",
+                "OrderRejected",
+                {"order_id": order_id, "reason": "out_of_stock"},
+            )
+            return "rejected"
+    return "duplicate"
+
+
+def preload():
+    """Publishes one task per pending order; prints how many."""
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        ids = [str(r[0]) for r in conn.execute("SELECT id FROM orders WHERE status = 'pending'")]
+    with app.producer_or_acquire() as producer:
+        for order_id in ids:
+            fulfil.apply_async(args=[order_id, str(uuid.uuid4())], producer=producer)
+    print(len(ids))
+
+
+if __name__ == "__main__":
+    preload()
