@@ -1,6 +1,8 @@
 //! Helpers for the deployment tests: load YAML files of the repository as JSON values so
 //! the tests can walk them without a schema of their own.
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 
 /// The repository root (two levels above this crate).
