@@ -1,0 +1,1171 @@
+//! The Kubernetes manifests under deploy/k8s, assembled per overlay the way kustomize
+//! assembles them (resources, components, generated ConfigMaps and Secrets), and checked
+//! against the tier rules and the binaries' own settings:
+//!
+//! - every workload has probes on a port it declares, requests and limits, and runs as
+//!   non-root without privilege escalation;
+//! - every environment variable is a setting of the binary the container runs, listen
+//!   addresses match the declared ports, and `*_FILE` settings point at mounted secret keys;
+//! - every Secret and ConfigMap reference resolves to a generated one and one of its keys,
+//!   every file a generator reads has an example, and no secret value is committed;
+//! - the network policies deny by default and open exactly the edges in the tables below;
+//! - the HPAs and KEDA's ScaledObject target existing workloads, and KEDA scales the
+//!   workers on the same queue, target, bounds and windows as the autoscaler binary.
+//!
+//! The schema of every built-in object is checked by scripts/k8s-validate; KEDA's custom
+//! resources have no schema there, so their fields are checked here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use deploy_check::{load_yaml_documents, repo_root};
+use serde_json::Value;
+
+const NAMESPACE: &str = "strata";
+const DEMO: &str = "deploy/k8s/overlays/demo";
+const MANAGED: &str = "deploy/k8s/overlays/managed";
+const OVERLAYS: [&str; 2] = [DEMO, MANAGED];
+
+/// Every pod of the namespace may resolve names through the cluster DNS.
+const DNS: [&str; 2] = ["kube-dns:53/UDP", "kube-dns:53/TCP"];
+
+/// The allowed edges of the self-contained demo, besides DNS. `anywhere` is every source,
+/// in the cluster or outside it.
+const DEMO_EDGES: &[&str] = &[
+    "anywhere -> presentation:8080/TCP",
+    "presentation -> logic:8081/TCP",
+    "prometheus -> logic:8081/TCP",
+    "prometheus -> worker:9091/TCP",
+    "logic -> postgres:5432/TCP",
+    "logic -> redis:6379/TCP",
+    "logic -> rabbitmq:5672/TCP",
+    "logic -> rabbitmq:15672/TCP",
+    "worker -> postgres:5432/TCP",
+    "worker -> rabbitmq:5672/TCP",
+    "migrate -> postgres:5432/TCP",
+    "keda-operator -> rabbitmq:15672/TCP",
+];
+const DEMO_PODS: &[&str] = &[
+    "presentation",
+    "logic",
+    "worker",
+    "migrate",
+    "postgres",
+    "redis",
+    "rabbitmq",
+];
+
+/// The allowed edges with managed data services outside the cluster, besides DNS.
+const MANAGED_EDGES: &[&str] = &[
+    "anywhere -> presentation:8080/TCP",
+    "presentation -> logic:8081/TCP",
+    "prometheus -> logic:8081/TCP",
+    "prometheus -> worker:9091/TCP",
+    "logic -> 10.0.0.0/16:5432/TCP",
+    "logic -> 10.0.0.0/16:6379/TCP",
+    "logic -> 10.0.0.0/16:5671/TCP",
+    "logic -> 10.0.0.0/16:443/TCP",
+    "worker -> 10.0.0.0/16:5432/TCP",
+    "worker -> 10.0.0.0/16:5671/TCP",
+    "migrate -> 10.0.0.0/16:5432/TCP",
+];
+const MANAGED_PODS: &[&str] = &["presentation", "logic", "worker", "migrate"];
+
+/// A peer outside the namespace that the policies may name.
+struct ExternalPeer {
+    name: &'static str,
+    namespace: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+}
+
+const EXTERNAL_PEERS: [ExternalPeer; 3] = [
+    ExternalPeer {
+        name: "keda-operator",
+        namespace: "keda",
+        labels: &[("app", "keda-operator")],
+    },
+    ExternalPeer {
+        name: "prometheus",
+        namespace: "monitoring",
+        labels: &[("app.kubernetes.io/name", "prometheus")],
+    },
+    ExternalPeer {
+        name: "kube-dns",
+        namespace: "kube-system",
+        labels: &[("k8s-app", "kube-dns")],
+    },
+];
+
+type Labels = BTreeMap<String, String>;
+
+/// Settings read from the environment outside clap (the log subscriber).
+const LOG_SETTINGS: [&str; 2] = ["RUST_LOG", "RUST_LOG_FORMAT"];
+
+/// Secret settings: given to a container only as a `*_FILE` path.
+const SECRET_SETTINGS: [&str; 7] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "AMQP_URL",
+    "ADMIN_TOKEN",
+    "COOKIE_KEY",
+    "OPS_PASSWORD_HASH",
+    "LOGIC_ADMIN_TOKEN",
+];
+
+// ------------------------------------------------------------------ assembling a build
+
+/// What one kustomization assembles.
+#[derive(Debug, Default)]
+struct Build {
+    objects: Vec<Value>,
+    /// Keys of each generated object, by (kind, name).
+    generated: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Every file a secret generator reads, relative to the repository root.
+    secret_files: Vec<PathBuf>,
+}
+
+const KUSTOMIZATION_KEYS: [&str; 9] = [
+    "apiVersion",
+    "kind",
+    "namespace",
+    "resources",
+    "components",
+    "configMapGenerator",
+    "secretGenerator",
+    "images",
+    "configurations",
+];
+
+fn build(dir: &str) -> Build {
+    let mut out = Build::default();
+    add_kustomization(Path::new(dir), &mut out);
+    out
+}
+
+fn add_kustomization(dir: &Path, out: &mut Build) {
+    let docs = load_yaml_documents(dir.join("kustomization.yaml")).expect("kustomization loads");
+    let k = &docs[0];
+    for key in k.as_object().expect("a mapping").keys() {
+        assert!(
+            KUSTOMIZATION_KEYS.contains(&key.as_str()),
+            "{}: `{key}` changes objects in a way these tests do not reproduce; extend them",
+            dir.display()
+        );
+    }
+    for entry in strings(&k["resources"]) {
+        let path = dir.join(&entry);
+        if repo_root().join(&path).is_dir() {
+            add_kustomization(&path, out);
+        } else {
+            let objects = load_yaml_documents(&path).expect("resource loads");
+            out.objects.extend(objects);
+        }
+    }
+    for entry in strings(&k["components"]) {
+        add_kustomization(&dir.join(entry), out);
+    }
+    for (field, kind) in [
+        ("configMapGenerator", "ConfigMap"),
+        ("secretGenerator", "Secret"),
+    ] {
+        for generator in k[field].as_array().into_iter().flatten() {
+            let name = generator["name"]
+                .as_str()
+                .expect("generator name")
+                .to_owned();
+            let mut keys = BTreeSet::new();
+            for file in strings(&generator["files"]) {
+                let (key, path) = match file.split_once('=') {
+                    Some((key, path)) => (key.to_owned(), path.to_owned()),
+                    None => (basename(&file), file.clone()),
+                };
+                keys.insert(key);
+                if kind == "Secret" {
+                    out.secret_files.push(dir.join(path));
+                } else {
+                    assert!(
+                        repo_root().join(dir).join(&path).is_file(),
+                        "{}: {kind} {name} reads {path}, which is missing",
+                        dir.display()
+                    );
+                }
+            }
+            for literal in strings(&generator["literals"]) {
+                let (key, _) = literal.split_once('=').expect("literal is KEY=value");
+                keys.insert(key.to_owned());
+            }
+            assert!(
+                generator.get("envs").is_none(),
+                "envs generators: extend the tests"
+            );
+            let id = (kind.to_owned(), name.clone());
+            match generator["behavior"].as_str().unwrap_or("create") {
+                "create" => {
+                    let previous = out.generated.insert(id, keys);
+                    assert!(previous.is_none(), "{kind} {name} generated twice");
+                }
+                "merge" => out
+                    .generated
+                    .get_mut(&id)
+                    .unwrap_or_else(|| panic!("{kind} {name} merged but never created"))
+                    .extend(keys),
+                other => panic!("generator behavior {other}: extend the tests"),
+            }
+        }
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .and_then(OsStr::to_str)
+        .expect("a file name")
+        .to_owned()
+}
+
+// ------------------------------------------------------------------ object helpers
+
+fn kind(obj: &Value) -> &str {
+    obj["kind"].as_str().unwrap_or_default()
+}
+
+fn name(obj: &Value) -> &str {
+    obj["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn id(obj: &Value) -> String {
+    format!("{}/{}", kind(obj), name(obj))
+}
+
+fn of_kind<'a>(b: &'a Build, k: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    b.objects.iter().filter(move |o| kind(o) == k)
+}
+
+fn find<'a>(b: &'a Build, k: &str, n: &str) -> Option<&'a Value> {
+    b.objects.iter().find(|o| kind(o) == k && name(o) == n)
+}
+
+fn is_workload(obj: &Value) -> bool {
+    matches!(kind(obj), "Deployment" | "StatefulSet" | "Job")
+}
+
+fn pod_spec(obj: &Value) -> &Value {
+    &obj["spec"]["template"]["spec"]
+}
+
+fn pod_labels(obj: &Value) -> Labels {
+    labels(&obj["spec"]["template"]["metadata"]["labels"])
+}
+
+fn labels(value: &Value) -> Labels {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("label value").to_owned()))
+        .collect()
+}
+
+fn containers(obj: &Value) -> impl Iterator<Item = &Value> {
+    let pod = pod_spec(obj);
+    pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["containers"].as_array().into_iter().flatten())
+}
+
+/// The component label names a tier's pods (both Jobs share `migrate`).
+fn component(obj: &Value) -> String {
+    pod_labels(obj)
+        .get("app.kubernetes.io/component")
+        .cloned()
+        .unwrap_or_else(|| panic!("{} has no component label", id(obj)))
+}
+
+/// The binary a container runs, when it runs one of Strata's.
+fn strata_binary(container: &Value) -> Option<&str> {
+    container["command"][0]
+        .as_str()?
+        .strip_prefix("/usr/local/bin/")
+}
+
+fn env_names(container: &Value) -> Vec<&str> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["name"].as_str().expect("env name"))
+        .collect()
+}
+
+fn env_value<'a>(container: &'a Value, var: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)?["value"]
+        .as_str()
+}
+
+/// Millicores or bytes of a Kubernetes quantity.
+fn quantity(value: &Value) -> Option<u64> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let units = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("m", 1),
+        ("", 1000),
+    ];
+    units.iter().find_map(|(suffix, factor)| {
+        let number = text.strip_suffix(suffix)?;
+        number.parse::<u64>().ok().map(|n| n * factor)
+    })
+}
+
+fn failures_in(overlay: &str, failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{overlay}:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+// ------------------------------------------------------------------ workloads
+
+#[test]
+fn overlays_put_every_object_in_the_namespace() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        assert!(
+            find(&b, "Namespace", NAMESPACE).is_some(),
+            "{overlay}: no namespace"
+        );
+        let failures = b
+            .objects
+            .iter()
+            .filter(|o| kind(o) != "Namespace" && o["metadata"]["namespace"] != NAMESPACE)
+            .map(|o| format!("{} is not in namespace {NAMESPACE}", id(o)))
+            .collect();
+        failures_in(overlay, failures);
+    }
+}
+
+#[test]
+fn workloads_have_probes_resources_and_run_as_non_root() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut failures = Vec::new();
+        for w in b.objects.iter().filter(|o| is_workload(o)) {
+            let pod = pod_spec(w);
+            let security = &pod["securityContext"];
+            if security["runAsNonRoot"] != true {
+                failures.push(format!("{}: runAsNonRoot is not true", id(w)));
+            }
+            if security["runAsUser"].as_u64().is_none_or(|uid| uid == 0) {
+                failures.push(format!("{}: no non-zero runAsUser", id(w)));
+            }
+            if security["seccompProfile"]["type"] != "RuntimeDefault" {
+                failures.push(format!("{}: no RuntimeDefault seccomp profile", id(w)));
+            }
+            if pod["automountServiceAccountToken"] != false {
+                failures.push(format!("{}: mounts a service account token", id(w)));
+            }
+            for c in containers(w) {
+                let at = format!("{} container {}", id(w), c["name"]);
+                check_container_security(&at, c, &mut failures);
+                check_resources(&at, c, &mut failures);
+                if kind(w) != "Job" {
+                    check_probes(&at, c, &mut failures);
+                }
+            }
+        }
+        failures_in(overlay, failures);
+    }
+}
+
+fn check_container_security(at: &str, c: &Value, failures: &mut Vec<String>) {
+    let security = &c["securityContext"];
+    if security["allowPrivilegeEscalation"] != false {
+        failures.push(format!("{at}: allowPrivilegeEscalation is not false"));
+    }
+    if !strings(&security["capabilities"]["drop"]).contains(&"ALL".to_owned()) {
+        failures.push(format!("{at}: does not drop all capabilities"));
+    }
+    if security["runAsUser"] == 0 || security["privileged"] == true {
+        failures.push(format!("{at}: runs as root or privileged"));
+    }
+    if strata_binary(c).is_some() && security["readOnlyRootFilesystem"] != true {
+        failures.push(format!("{at}: Strata's binaries need no writable root"));
+    }
+}
+
+fn check_resources(at: &str, c: &Value, failures: &mut Vec<String>) {
+    for resource in ["cpu", "memory"] {
+        let request = quantity(&c["resources"]["requests"][resource]);
+        let limit = quantity(&c["resources"]["limits"][resource]);
+        match (request, limit) {
+            (Some(request), Some(limit)) if request <= limit => {}
+            (Some(_), Some(_)) => failures.push(format!("{at}: {resource} request > limit")),
+            _ => failures.push(format!("{at}: no {resource} request and limit")),
+        }
+    }
+}
+
+fn check_probes(at: &str, c: &Value, failures: &mut Vec<String>) {
+    for probe in ["livenessProbe", "readinessProbe"] {
+        if c[probe].is_null() {
+            failures.push(format!("{at}: no {probe}"));
+        }
+    }
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let port = if c[probe]["httpGet"].is_object() {
+            &c[probe]["httpGet"]["port"]
+        } else {
+            &c[probe]["tcpSocket"]["port"]
+        };
+        if !port.is_null() && container_port(c, port).is_none() {
+            failures.push(format!("{at}: {probe} port {port} is not declared"));
+        }
+    }
+}
+
+/// The number of a container port given by name or number, when declared.
+fn container_port(c: &Value, port: &Value) -> Option<u64> {
+    c["ports"].as_array()?.iter().find_map(|p| {
+        let number = p["containerPort"].as_u64()?;
+        (p["name"] == *port || port.as_u64() == Some(number)).then_some(number)
+    })
+}
+
+#[test]
+fn containers_set_only_their_binarys_settings_and_listen_on_declared_ports() {
+    let known: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
+        ("logic", env_settings(logic::cli::Cli::command())),
+        (
+            "presentation",
+            env_settings(presentation::config::Cli::command()),
+        ),
+        ("worker", env_settings(worker::WorkerSettings::command())),
+    ]);
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut failures = Vec::new();
+        for w in b.objects.iter().filter(|o| is_workload(o)) {
+            for c in containers(w) {
+                let Some(binary) = strata_binary(c) else {
+                    continue;
+                };
+                let at = format!("{} container {}", id(w), c["name"]);
+                let Some(settings) = known.get(binary) else {
+                    failures.push(format!("{at}: runs {binary}, not a tier's binary"));
+                    continue;
+                };
+                for var in env_names(c) {
+                    if !settings.contains(var) && !LOG_SETTINGS.contains(&var) {
+                        failures.push(format!("{at}: {binary} has no setting {var}"));
+                    }
+                    if SECRET_SETTINGS.contains(&var) {
+                        failures.push(format!("{at}: {var} given inline; use {var}_FILE"));
+                    }
+                }
+                for var in ["LISTEN_ADDR", "HEALTH_LISTEN"] {
+                    let Some(address) = env_value(c, var) else {
+                        continue;
+                    };
+                    let (host, port) = address.rsplit_once(':').expect("host:port");
+                    if host != "0.0.0.0" {
+                        failures.push(format!("{at}: {var} {address} is not reachable"));
+                    }
+                    let port = Value::from(port.parse::<u64>().expect("a port"));
+                    if container_port(c, &port).is_none() {
+                        failures.push(format!("{at}: {var} port {port} is not declared"));
+                    }
+                }
+            }
+        }
+        for s in of_kind(&b, "Service") {
+            let selector = labels(&s["spec"]["selector"]);
+            let selected: Vec<&Value> = b
+                .objects
+                .iter()
+                .filter(|w| matches!(kind(w), "Deployment" | "StatefulSet"))
+                .filter(|w| {
+                    selector
+                        .iter()
+                        .all(|(k, v)| pod_labels(w).get(k) == Some(v))
+                })
+                .collect();
+            if selected.is_empty() {
+                failures.push(format!("{}: selects no workload", id(s)));
+            }
+            for port in s["spec"]["ports"].as_array().into_iter().flatten() {
+                for w in &selected {
+                    if !containers(w).any(|c| container_port(c, &port["targetPort"]).is_some()) {
+                        let target = &port["targetPort"];
+                        failures.push(format!("{}: {} has no port {target}", id(s), id(w)));
+                    }
+                }
+            }
+        }
+        failures_in(overlay, failures);
+    }
+}
+
+/// The environment variables a binary's command line reads.
+fn env_settings(command: clap::Command) -> BTreeSet<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_str().expect("utf-8").to_owned())
+        .collect()
+}
+
+// ------------------------------------------------------------------ secrets and config
+
+#[test]
+fn every_secret_and_config_reference_resolves_to_a_generated_key() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut failures = Vec::new();
+        let mut resolve = |at: &str, k: &str, n: &str, key: Option<&str>| match b
+            .generated
+            .get(&(k.to_owned(), n.to_owned()))
+        {
+            None => failures.push(format!("{at}: no {k} {n}")),
+            Some(keys) => {
+                if let Some(key) = key.filter(|key| !keys.contains(*key)) {
+                    failures.push(format!("{at}: {k} {n} has no key {key}"));
+                }
+            }
+        };
+        for w in b.objects.iter().filter(|o| is_workload(o)) {
+            for v in pod_spec(w)["volumes"].as_array().into_iter().flatten() {
+                let at = format!("{} volume {}", id(w), v["name"]);
+                for (field, k, name_field) in [
+                    ("secret", "Secret", "secretName"),
+                    ("configMap", "ConfigMap", "name"),
+                ] {
+                    let source = &v[field];
+                    if source.is_null() {
+                        continue;
+                    }
+                    let n = source[name_field].as_str().expect("a name");
+                    resolve(&at, k, n, None);
+                    for item in source["items"].as_array().into_iter().flatten() {
+                        resolve(&at, k, n, item["key"].as_str());
+                    }
+                }
+            }
+            for c in containers(w) {
+                let at = format!("{} container {}", id(w), c["name"]);
+                for e in c["env"].as_array().into_iter().flatten() {
+                    for (field, k) in [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")]
+                    {
+                        let r = &e["valueFrom"][field];
+                        if let Some(n) = r["name"].as_str() {
+                            resolve(&at, k, n, r["key"].as_str());
+                        }
+                    }
+                }
+            }
+        }
+        for t in of_kind(&b, "TriggerAuthentication") {
+            for r in t["spec"]["secretTargetRef"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let n = r["name"].as_str().expect("a secret name");
+                resolve(&id(t), "Secret", n, r["key"].as_str());
+            }
+        }
+        for w in b.objects.iter().filter(|o| is_workload(o)) {
+            for c in containers(w) {
+                check_secret_files(w, c, &mut failures);
+            }
+        }
+        failures_in(overlay, failures);
+    }
+}
+
+/// Every `*_FILE` setting names a file of a mounted secret volume.
+fn check_secret_files(w: &Value, c: &Value, failures: &mut Vec<String>) {
+    let at = format!("{} container {}", id(w), c["name"]);
+    let volumes = pod_spec(w)["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for e in c["env"].as_array().into_iter().flatten() {
+        let var = e["name"].as_str().expect("env name");
+        if !var.ends_with("_FILE") {
+            continue;
+        }
+        let path = e["value"].as_str().unwrap_or_default();
+        let found = c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
+            let mount = m["mountPath"].as_str().unwrap_or_default();
+            let Some(file) = path.strip_prefix(mount).and_then(|p| p.strip_prefix('/')) else {
+                return false;
+            };
+            volumes.iter().any(|v| {
+                v["name"] == m["name"]
+                    && v["secret"]["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|item| item["path"] == file)
+            })
+        });
+        if !found {
+            failures.push(format!("{at}: {var}={path} is not a mounted secret key"));
+        }
+    }
+}
+
+#[test]
+fn no_secret_value_is_committed_and_every_secret_file_has_an_example() {
+    let ignore = std::fs::read_to_string(repo_root().join("deploy/k8s/.gitignore"))
+        .expect("deploy/k8s/.gitignore");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "overlays/*/secrets/"),
+        "the overlays' secrets/ directories must be ignored by git"
+    );
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut failures: Vec<String> = of_kind(&b, "Secret")
+            .map(|s| format!("{} is written out; generate it from files", id(s)))
+            .collect();
+        assert!(!b.secret_files.is_empty(), "{overlay}: no secret generator");
+        for file in &b.secret_files {
+            let relative = file.strip_prefix(overlay).expect("inside the overlay");
+            let Ok(rest) = relative.strip_prefix("secrets") else {
+                failures.push(format!("{} is not under secrets/", file.display()));
+                continue;
+            };
+            let example = repo_root().join(overlay).join("secrets.example").join(rest);
+            match std::fs::read_to_string(&example) {
+                Err(_) => failures.push(format!("{} has no example", file.display())),
+                Ok(text) if !text.contains("CHANGE-ME") => {
+                    failures.push(format!("{} looks like a real value", example.display()))
+                }
+                Ok(text) if !rest.to_string_lossy().ends_with(".conf") && text.ends_with('\n') => {
+                    failures.push(format!(
+                        "{} ends in a newline, which a URL or token must not",
+                        example.display()
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
+        failures_in(overlay, failures);
+    }
+}
+
+#[test]
+fn presentation_holds_no_data_tier_credentials() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let presentation = find(&b, "Deployment", "presentation").expect("presentation");
+        let data_urls = ["DATABASE_URL", "REDIS_URL", "AMQP_URL"];
+        for c in containers(presentation) {
+            for var in env_names(c) {
+                assert!(
+                    !data_urls.iter().any(|d| var.starts_with(d)),
+                    "{overlay}: presentation is given {var}"
+                );
+            }
+        }
+        for v in pod_spec(presentation)["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_ne!(
+                v["secret"]["secretName"], "strata-data",
+                "{overlay}: presentation mounts the data tier's URLs"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ network policies
+
+/// A pod's view of the policies: does some policy that selects it allow this peer and port.
+struct Policies<'a> {
+    policies: Vec<&'a Value>,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy)]
+enum Peer<'a> {
+    /// A pod of the namespace, by its labels.
+    Pod(&'a Labels),
+    /// A pod of another namespace.
+    External(&'a ExternalPeer),
+    /// Any address at all (an ingress rule without `from`).
+    Anywhere,
+}
+
+impl<'a> Policies<'a> {
+    fn selecting(&self, pod: &Labels, direction: &str) -> Vec<&'a Value> {
+        self.policies
+            .iter()
+            .copied()
+            .filter(|p| {
+                strings(&p["spec"]["policyTypes"]).contains(&direction.to_owned())
+                    && selects(&p["spec"]["podSelector"], pod)
+            })
+            .collect()
+    }
+
+    /// Whether `pod` lets `peer` in (direction Ingress) or out to it (Egress) on `port`.
+    fn allows(&self, pod: &Labels, direction: &str, peer: Peer, port: (u64, &str)) -> bool {
+        let (field, peers) = match direction {
+            "Ingress" => ("ingress", "from"),
+            _ => ("egress", "to"),
+        };
+        self.selecting(pod, direction).iter().any(|p| {
+            p["spec"][field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|rule| {
+                    rule_port_matches(rule, port)
+                        && match rule[peers].as_array() {
+                            None => true,
+                            Some(list) => list.iter().any(|entry| peer_matches(entry, peer)),
+                        }
+                })
+        })
+    }
+}
+
+fn selects(selector: &Value, labels: &Labels) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "matchExpressions: extend the tests"
+    );
+    self::labels(&selector["matchLabels"])
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn rule_port_matches(rule: &Value, (port, protocol): (u64, &str)) -> bool {
+    match rule["ports"].as_array() {
+        None => true,
+        Some(ports) => ports.iter().any(|p| {
+            p["port"].as_u64() == Some(port) && p["protocol"].as_str().unwrap_or("TCP") == protocol
+        }),
+    }
+}
+
+fn peer_matches(entry: &Value, peer: Peer) -> bool {
+    let namespace = &entry["namespaceSelector"];
+    let pods = &entry["podSelector"];
+    match peer {
+        Peer::Anywhere => false,
+        Peer::Pod(labels) => {
+            entry["ipBlock"].is_null() && namespace.is_null() && selects(pods, labels)
+        }
+        Peer::External(external) => {
+            let ns_labels = BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                external.namespace.to_owned(),
+            )]);
+            let pod_labels = external
+                .labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            !namespace.is_null() && selects(namespace, &ns_labels) && selects(pods, &pod_labels)
+        }
+    }
+}
+
+/// The pods of one tier: their labels and the ports they listen on.
+struct Tier {
+    labels: Labels,
+    ports: Vec<(u64, String)>,
+}
+
+/// Every edge the policies open: in-namespace connections that both ends allow, ingress
+/// from outside the namespace, and egress to outside peers and address blocks.
+fn edges(b: &Build) -> (BTreeSet<String>, Vec<String>) {
+    let policies = Policies {
+        policies: of_kind(b, "NetworkPolicy").collect(),
+    };
+    let mut edges = BTreeSet::new();
+    let mut half_open = Vec::new();
+    let pods: BTreeMap<String, Tier> = b
+        .objects
+        .iter()
+        .filter(|o| is_workload(o))
+        .map(|w| {
+            let ports = containers(w)
+                .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                .map(|p| {
+                    let protocol = p["protocol"].as_str().unwrap_or("TCP").to_owned();
+                    (p["containerPort"].as_u64().expect("a port"), protocol)
+                })
+                .collect();
+            let labels = pod_labels(w);
+            (component(w), Tier { labels, ports })
+        })
+        .collect();
+    for (
+        to,
+        Tier {
+            labels: to_labels,
+            ports,
+        },
+    ) in &pods
+    {
+        for (port, protocol) in ports {
+            let port = (*port, protocol.as_str());
+            let edge = |from: &str| format!("{from} -> {to}:{}/{protocol}", port.0);
+            if policies.allows(to_labels, "Ingress", Peer::Anywhere, port) {
+                edges.insert(edge("anywhere"));
+                continue;
+            }
+            for (
+                from,
+                Tier {
+                    labels: from_labels,
+                    ..
+                },
+            ) in &pods
+            {
+                let out = policies.allows(from_labels, "Egress", Peer::Pod(to_labels), port);
+                let ins = policies.allows(to_labels, "Ingress", Peer::Pod(from_labels), port);
+                if out && ins {
+                    edges.insert(edge(from));
+                } else if out != ins {
+                    half_open.push(format!("{} is allowed at one end only", edge(from)));
+                }
+            }
+            for external in &EXTERNAL_PEERS {
+                if policies.allows(to_labels, "Ingress", Peer::External(external), port) {
+                    edges.insert(edge(external.name));
+                }
+            }
+        }
+    }
+    // Egress out of the namespace, read from the rules themselves.
+    for (
+        from,
+        Tier {
+            labels: from_labels,
+            ..
+        },
+    ) in &pods
+    {
+        for p in policies.selecting(from_labels, "Egress") {
+            for rule in p["spec"]["egress"].as_array().into_iter().flatten() {
+                let ports: Vec<(u64, String)> = match rule["ports"].as_array() {
+                    None => vec![(0, "any".to_owned())],
+                    Some(ports) => ports
+                        .iter()
+                        .map(|p| {
+                            let protocol = p["protocol"].as_str().unwrap_or("TCP").to_owned();
+                            (p["port"].as_u64().expect("a numeric port"), protocol)
+                        })
+                        .collect(),
+                };
+                let targets: Vec<String> = match rule["to"].as_array() {
+                    None => vec!["anywhere".to_owned()],
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|entry| {
+                            if let Some(cidr) = entry["ipBlock"]["cidr"].as_str() {
+                                return Some(cidr.to_owned());
+                            }
+                            if entry["namespaceSelector"].is_null() {
+                                return None; // in the namespace: counted above
+                            }
+                            let named = EXTERNAL_PEERS
+                                .iter()
+                                .find(|ext| peer_matches(entry, Peer::External(ext)));
+                            Some(named.map_or("another namespace", |e| e.name).to_owned())
+                        })
+                        .collect(),
+                };
+                for target in &targets {
+                    for (port, protocol) in &ports {
+                        edges.insert(format!("{from} -> {target}:{port}/{protocol}"));
+                    }
+                }
+            }
+        }
+    }
+    (edges, half_open)
+}
+
+fn expected_edges(edges: &[&str], pods: &[&str]) -> BTreeSet<String> {
+    let mut expected: BTreeSet<String> = edges.iter().map(|e| (*e).to_owned()).collect();
+    for pod in pods {
+        for dns in DNS {
+            expected.insert(format!("{pod} -> {dns}"));
+        }
+    }
+    expected
+}
+
+#[test]
+fn network_policies_deny_by_default_and_open_exactly_the_tier_edges() {
+    for (overlay, table, pods) in [
+        (DEMO, DEMO_EDGES, DEMO_PODS),
+        (MANAGED, MANAGED_EDGES, MANAGED_PODS),
+    ] {
+        let b = build(overlay);
+        let deny = of_kind(&b, "NetworkPolicy").find(|p| {
+            let spec = &p["spec"];
+            spec["podSelector"]
+                .as_object()
+                .is_some_and(|s| s.is_empty())
+                && strings(&spec["policyTypes"]) == ["Ingress", "Egress"]
+                && spec["ingress"].is_null()
+                && spec["egress"].is_null()
+        });
+        assert!(
+            deny.is_some(),
+            "{overlay}: no default deny of ingress and egress"
+        );
+        let mut present: Vec<String> = b
+            .objects
+            .iter()
+            .filter(|o| is_workload(o))
+            .map(component)
+            .collect();
+        present.sort();
+        present.dedup();
+        let mut listed: Vec<String> = pods.iter().map(|p| (*p).to_owned()).collect();
+        listed.sort();
+        assert_eq!(present, listed, "{overlay}: the tables name other pods");
+
+        let (actual, half_open) = edges(&b);
+        let expected = expected_edges(table, pods);
+        let extra: Vec<&String> = actual.difference(&expected).collect();
+        let missing: Vec<&String> = expected.difference(&actual).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty() && half_open.is_empty(),
+            "{overlay}: network policies differ from the table\n  opened but not in the table: \
+             {extra:?}\n  in the table but not opened: {missing:?}\n  one-sided: {half_open:?}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ autoscaling
+
+#[test]
+fn hpas_scale_presentation_and_logic_on_cpu() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut scaled = BTreeSet::new();
+        for h in of_kind(&b, "HorizontalPodAutoscaler") {
+            assert_eq!(h["apiVersion"], "autoscaling/v2", "{overlay}: {}", id(h));
+            let target = &h["spec"]["scaleTargetRef"];
+            let t = target["name"].as_str().expect("a target");
+            let deployment = find(&b, target["kind"].as_str().unwrap_or_default(), t)
+                .unwrap_or_else(|| panic!("{overlay}: {} targets missing {t}", id(h)));
+            assert!(
+                h["spec"]["minReplicas"].as_u64() <= h["spec"]["maxReplicas"].as_u64(),
+                "{overlay}: {}: min above max",
+                id(h)
+            );
+            let cpu = h["spec"]["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| {
+                    m["resource"]["name"] == "cpu"
+                        && m["resource"]["target"]["type"] == "Utilization"
+                });
+            assert!(
+                cpu,
+                "{overlay}: {} does not scale on CPU utilization",
+                id(h)
+            );
+            // Utilization is a share of the request: without one the HPA cannot compute it.
+            for c in containers(deployment) {
+                assert!(
+                    quantity(&c["resources"]["requests"]["cpu"]).is_some(),
+                    "{overlay}: {t} has no CPU request"
+                );
+            }
+            assert!(
+                deployment["spec"]["replicas"].is_null(),
+                "{overlay}: {t} sets replicas, which every apply would reset"
+            );
+            scaled.insert(t.to_owned());
+        }
+        let expected = BTreeSet::from(["logic".to_owned(), "presentation".to_owned()]);
+        assert_eq!(scaled, expected, "{overlay}: HPAs");
+    }
+}
+
+/// The default of the autoscaler setting read from `env`.
+fn autoscaler_default(env: &str) -> String {
+    let command = autoscaler::AutoscalerSettings::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_env() == Some(OsStr::new(env)))
+        .unwrap_or_else(|| panic!("the autoscaler has no setting {env}"));
+    let values = arg.get_default_values();
+    assert_eq!(values.len(), 1, "{env} has one default");
+    values[0].to_str().expect("utf-8").to_owned()
+}
+
+fn autoscaler_default_u64(env: &str) -> u64 {
+    autoscaler_default(env).parse().expect("a number")
+}
+
+fn autoscaler_default_secs(env: &str) -> u64 {
+    let text = autoscaler_default(env);
+    text.strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{env} default {text} is not whole seconds"))
+}
+
+#[test]
+fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let scaled: Vec<&Value> = of_kind(&b, "ScaledObject").collect();
+        assert_eq!(scaled.len(), 1, "{overlay}: one ScaledObject");
+        let s = &scaled[0]["spec"];
+        assert_eq!(s["scaleTargetRef"]["name"], "worker");
+        let worker = find(&b, "Deployment", "worker").expect("the worker Deployment");
+        assert!(
+            !of_kind(&b, "HorizontalPodAutoscaler")
+                .any(|h| h["spec"]["scaleTargetRef"]["name"] == "worker"),
+            "{overlay}: a second HPA fights KEDA's over the workers"
+        );
+        assert!(worker["spec"]["replicas"].is_null(), "KEDA owns the count");
+
+        assert_eq!(
+            s["minReplicaCount"],
+            autoscaler_default_u64("AUTOSCALER_MIN")
+        );
+        assert_eq!(
+            s["maxReplicaCount"],
+            autoscaler_default_u64("AUTOSCALER_MAX")
+        );
+        assert!(s["cooldownPeriod"].as_u64().is_some(), "a cooldownPeriod");
+        let behavior = &s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+        assert_eq!(
+            behavior["scaleDown"]["stabilizationWindowSeconds"],
+            autoscaler_default_secs("SCALE_DOWN_WINDOW"),
+            "{overlay}: scale-down window"
+        );
+        let step = behavior["scaleUp"]["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["type"] == "Pods")
+            .expect("a scale-up step in pods");
+        assert_eq!(step["value"], autoscaler_default_u64("MAX_STEP_UP"));
+
+        let triggers = s["triggers"].as_array().expect("triggers");
+        assert_eq!(triggers.len(), 1, "{overlay}: one trigger");
+        let t = &triggers[0];
+        let m = &t["metadata"];
+        assert_eq!(t["type"], "rabbitmq");
+        assert_eq!(m["queueName"], contracts::FULFIL_QUEUE);
+        assert_eq!(
+            m["queueName"].as_str(),
+            Some(autoscaler_default("SCALE_QUEUE").as_str())
+        );
+        assert_eq!(m["mode"], "QueueLength");
+        // Ready + unacked, as the autoscaler counts: only the management API reports both.
+        assert_eq!(m["protocol"], "http");
+        assert_ne!(m["excludeUnacknowledged"], "true");
+        assert_ne!(m["useRegex"], "true");
+        assert_eq!(
+            m["value"].as_str().and_then(|v| v.parse::<u64>().ok()),
+            Some(autoscaler_default_u64("TARGET_BACKLOG")),
+            "{overlay}: target backlog per worker"
+        );
+        for inline in ["host", "hostFromEnv", "username", "password"] {
+            assert!(
+                m[inline].is_null(),
+                "{overlay}: {inline} belongs in the Secret"
+            );
+        }
+        let auth = t["authenticationRef"]["name"]
+            .as_str()
+            .expect("authenticationRef");
+        let auth = find(&b, "TriggerAuthentication", auth)
+            .unwrap_or_else(|| panic!("{overlay}: no TriggerAuthentication {auth}"));
+        let host = auth["spec"]["secretTargetRef"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["parameter"] == "host")
+            .expect("host from a Secret");
+        let key = host["key"].as_str().expect("a key");
+        let secret = host["name"].as_str().expect("a Secret");
+        let keys = b
+            .generated
+            .get(&("Secret".to_owned(), secret.to_owned()))
+            .unwrap_or_else(|| panic!("{overlay}: no Secret {secret}"));
+        assert!(
+            keys.contains(key),
+            "{overlay}: Secret {secret} has no {key}"
+        );
+
+        // Workers drain on SIGTERM: give them at least the autoscaler's drain timeout.
+        let grace = pod_spec(worker)["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30);
+        assert!(
+            grace >= 60.max(autoscaler_default_secs("DRAIN_TIMEOUT")),
+            "{overlay}: workers get {grace} s to drain"
+        );
+    }
+}
+
+#[test]
+fn the_demo_management_url_points_at_the_brokers_api() {
+    let b = build(DEMO);
+    let example = std::fs::read_to_string(
+        repo_root()
+            .join(DEMO)
+            .join("secrets.example/rabbitmq-management-url"),
+    )
+    .expect("example");
+    let rest = example
+        .strip_prefix("http://")
+        .expect("http, in the cluster");
+    let (credentials, rest) = rest.split_once('@').expect("credentials");
+    assert!(credentials.contains(':'), "user:password");
+    let (authority, vhost) = rest.split_once('/').expect("a vhost path");
+    assert_eq!(vhost, "%2F", "the default vhost, escaped");
+    let (host, port) = authority.rsplit_once(':').expect("a port");
+    assert_eq!(
+        host,
+        format!("rabbitmq.{NAMESPACE}.svc"),
+        "KEDA runs in another namespace"
+    );
+    let service = find(&b, "Service", "rabbitmq").expect("the rabbitmq Service");
+    let served = service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["name"] == "management" && p["port"].as_u64() == port.parse().ok());
+    assert!(served, "the Service serves the management API on {port}");
+}
