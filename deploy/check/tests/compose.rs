@@ -1,0 +1,1055 @@
+//! docker-compose.yml and the images it builds, checked against the tier rules:
+//!
+//! - two networks, `private` internal; each service on exactly the networks of its tier;
+//!   only the load balancer publishes a port, and no data service does;
+//! - every long-running service has a healthcheck, a restart policy, and waits for what
+//!   it needs with `depends_on` conditions; logic waits for the one-shot `migrate`;
+//! - secrets are files under deploy/compose/secrets/ (gitignored), reached through the
+//!   binaries' `*_FILE` settings; no credential sits in the environment; presentation
+//!   holds no database, cache or broker secret;
+//! - every environment variable of a Strata container is a setting of its binary;
+//! - workers drain before compose kills them, and the autoscaler scales them through the
+//!   compose backend with the docker socket and this file mounted;
+//! - the load test runs under its own profile, from the public side;
+//! - deploy/Dockerfile builds every binary a service runs, into a non-root runtime image,
+//!   and .dockerignore lets in every workspace member and nothing else.
+//!
+//! Each rule returns the problems it finds; `every_rule_catches_a_break` breaks the file
+//! in memory one rule at a time and asserts that the rule notices.
+//!
+//! scripts/compose-validate has Docker Compose itself check the file's schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::CommandFactory;
+use deploy_check::{load_yaml_documents, repo_root};
+use serde_json::{Value, json};
+
+const COMPOSE: &str = "docker-compose.yml";
+const SECRETS_DIR: &str = "./deploy/compose/secrets/";
+
+/// Each service's networks, by tier.
+const NETWORKS: &[(&str, &[&str])] = &[
+    ("lb", &["public"]),
+    ("presentation", &["private", "public"]),
+    ("loadtest", &["public"]),
+    ("logic", &["private"]),
+    ("migrate", &["private"]),
+    ("worker", &["private"]),
+    ("autoscaler", &["private"]),
+    ("postgres", &["private"]),
+    ("redis", &["private"]),
+    ("rabbitmq", &["private"]),
+];
+const DATA_SERVICES: [&str; 3] = ["postgres", "redis", "rabbitmq"];
+/// Run to completion, not kept running.
+const ONE_SHOT: [&str; 2] = ["migrate", "loadtest"];
+
+/// The dependencies each service must wait for, and how.
+const DEPENDS_ON: &[(&str, &[(&str, &str)])] = &[
+    ("lb", &[("presentation", "service_healthy")]),
+    ("presentation", &[("logic", "service_healthy")]),
+    (
+        "logic",
+        &[
+            ("migrate", "service_completed_successfully"),
+            ("postgres", "service_healthy"),
+            ("redis", "service_healthy"),
+            ("rabbitmq", "service_healthy"),
+        ],
+    ),
+    ("migrate", &[("postgres", "service_healthy")]),
+    (
+        "worker",
+        &[
+            ("postgres", "service_healthy"),
+            ("rabbitmq", "service_healthy"),
+        ],
+    ),
+    ("autoscaler", &[("rabbitmq", "service_healthy")]),
+    ("loadtest", &[("lb", "service_healthy")]),
+];
+
+/// Secrets presentation must never hold: it reaches data only through logic.
+const DATA_SECRETS: [&str; 6] = [
+    "database_url",
+    "redis_url",
+    "amqp_url",
+    "postgres_password",
+    "rabbitmq_password",
+    "rabbitmq_conf",
+];
+
+/// Settings that carry a credential: only their `_FILE` form may be set.
+const CREDENTIAL_SETTINGS: [&str; 12] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "AMQP_URL",
+    "ADMIN_TOKEN",
+    "LOGIC_ADMIN_TOKEN",
+    "COOKIE_KEY",
+    "OPS_PASSWORD_HASH",
+    "RABBITMQ_API_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_DEFAULT_PASS",
+    "REDIS_PASSWORD",
+    "OPS_PASSWORD",
+];
+
+fn compose() -> Value {
+    let mut documents = load_yaml_documents(COMPOSE).expect("docker-compose.yml parses");
+    assert_eq!(documents.len(), 1, "one YAML document");
+    documents.remove(0)
+}
+
+fn services(c: &Value) -> &serde_json::Map<String, Value> {
+    c["services"].as_object().expect("services is a map")
+}
+
+/// A list or a map (compose accepts both for networks, depends_on, environment) as keys.
+fn keys(v: &Value) -> BTreeSet<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        Value::Object(map) => map.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// The environment of a service as a map (list form `KEY=value` included).
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match &service["environment"] {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|i| match i.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (i.to_owned(), String::new()),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Secrets a service mounts: name -> path inside the container.
+fn mounted_secrets(service: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for item in service["secrets"].as_array().into_iter().flatten() {
+        let (source, target) = match item {
+            Value::String(s) => (s.clone(), None),
+            Value::Object(_) => (
+                item["source"].as_str().unwrap_or_default().to_owned(),
+                item["target"].as_str().map(str::to_owned),
+            ),
+            _ => continue,
+        };
+        let path = match target {
+            Some(t) if t.starts_with('/') => t,
+            Some(t) => format!("/run/secrets/{t}"),
+            None => format!("/run/secrets/{source}"),
+        };
+        out.insert(source, path);
+    }
+    out
+}
+
+/// Command as a list of words (compose accepts a string too).
+fn words(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A compose duration (`90s`, `1m30s`, `2m`, `500ms`) in milliseconds.
+fn duration_ms(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1_000,
+            "ms" => 1,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+fn is_strata_image(service: &Value) -> bool {
+    service["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("strata:") || i.starts_with("strata-autoscaler:"))
+}
+
+// --- the rules -----------------------------------------------------------------------
+
+fn network_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let declared = keys(&c["networks"]);
+    if declared != BTreeSet::from(["private".to_owned(), "public".to_owned()]) {
+        p.push(format!("networks are {declared:?}, not public and private"));
+    }
+    if c["networks"]["private"]["internal"] != json!(true) {
+        p.push("the private network is not internal".to_owned());
+    }
+    if c["networks"]["public"]["internal"] == json!(true) {
+        p.push("the public network is internal: nothing could reach the shop".to_owned());
+    }
+    let expected: BTreeMap<&str, &[&str]> = NETWORKS.iter().copied().collect();
+    for (name, service) in services(c) {
+        if service.get("network_mode").is_some() {
+            p.push(format!("{name} sets network_mode"));
+        }
+        let Some(want) = expected.get(name.as_str()) else {
+            p.push(format!("{name} is not in the tier table of this test"));
+            continue;
+        };
+        let got = keys(&service["networks"]);
+        let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        if got != want {
+            p.push(format!("{name} is on {got:?}, its tier is {want:?}"));
+        }
+    }
+    for name in expected.keys() {
+        if !services(c).contains_key(*name) {
+            p.push(format!("service {name} is missing"));
+        }
+    }
+    p
+}
+
+fn port_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (name, service) in services(c) {
+        let published = service["ports"].as_array().is_some_and(|a| !a.is_empty());
+        if name == "lb" {
+            let ports = service["ports"].as_array().cloned().unwrap_or_default();
+            if ports.len() != 1 {
+                p.push(format!("lb publishes {} ports, not one", ports.len()));
+            }
+            for port in ports {
+                let text = port
+                    .as_str()
+                    .map_or_else(|| port.to_string(), str::to_owned);
+                if !text.ends_with(":8080") {
+                    p.push(format!("lb publishes {text}, not its :8080 frontend"));
+                }
+            }
+        } else if published {
+            let what = if DATA_SERVICES.contains(&name.as_str()) {
+                "data service"
+            } else {
+                "service"
+            };
+            p.push(format!("{what} {name} publishes ports; only lb may"));
+        }
+    }
+    p
+}
+
+fn health_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (name, service) in services(c) {
+        let one_shot = ONE_SHOT.contains(&name.as_str());
+        if one_shot {
+            if service["restart"] != json!("no") {
+                p.push(format!("one-shot {name} has a restart policy"));
+            }
+            continue;
+        }
+        let test = words(&service["healthcheck"]["test"]);
+        match test.first().map(String::as_str) {
+            Some("CMD" | "CMD-SHELL") if test.len() > 1 => {}
+            _ => p.push(format!("long-running {name} has no healthcheck")),
+        }
+        if service["healthcheck"]["disable"] == json!(true) {
+            p.push(format!("{name} disables its healthcheck"));
+        }
+        if service["restart"] != json!("unless-stopped") && service["restart"] != json!("always") {
+            p.push(format!("long-running {name} is not restarted"));
+        }
+        // Strata's images have no shell or curl: their checks run the probe binary on
+        // the service's own listen address.
+        if is_strata_image(service) && test.get(1).map(String::as_str) != Some("probe") {
+            p.push(format!("{name}'s healthcheck does not run the probe"));
+        }
+    }
+    p
+}
+
+fn depends_on_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let all = services(c);
+    for (name, service) in all {
+        let deps = &service["depends_on"];
+        if deps.is_array() {
+            p.push(format!(
+                "{name}'s depends_on is a list: it waits for no condition"
+            ));
+        }
+        for (dep, spec) in deps.as_object().into_iter().flatten() {
+            let condition = spec["condition"].as_str().unwrap_or("service_started");
+            let Some(target) = all.get(dep) else {
+                p.push(format!("{name} depends on unknown {dep}"));
+                continue;
+            };
+            match condition {
+                "service_healthy" if target["healthcheck"]["test"].is_null() => {
+                    p.push(format!(
+                        "{name} waits for {dep} to be healthy; it has no check"
+                    ));
+                }
+                "service_completed_successfully" if !ONE_SHOT.contains(&dep.as_str()) => {
+                    p.push(format!("{name} waits for long-running {dep} to complete"));
+                }
+                "service_healthy" | "service_completed_successfully" => {}
+                other => p.push(format!("{name} waits for {dep} with condition {other}")),
+            }
+        }
+    }
+    for (name, wanted) in DEPENDS_ON {
+        for (dep, condition) in *wanted {
+            let got = &all
+                .get(*name)
+                .map_or(&Value::Null, |s| &s["depends_on"][dep]);
+            if got["condition"] != json!(condition) {
+                p.push(format!("{name} must wait for {dep} with {condition}"));
+            }
+        }
+    }
+    // Scaling runs `up worker`: a one-shot dependency would run again on every scale-up.
+    if let Some(worker) = all.get("worker")
+        && keys(&worker["depends_on"])
+            .iter()
+            .any(|d| ONE_SHOT.contains(&d.as_str()))
+    {
+        p.push("worker depends on a one-shot service, rerun by each scale-up".to_owned());
+    }
+    p
+}
+
+fn secret_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let declared = c["secrets"].as_object().cloned().unwrap_or_default();
+    for (name, secret) in &declared {
+        let file = secret["file"].as_str().unwrap_or_default();
+        if file != format!("{SECRETS_DIR}{name}") {
+            p.push(format!("secret {name} is not the file {SECRETS_DIR}{name}"));
+        }
+    }
+    let mut used = BTreeSet::new();
+    for (name, service) in services(c) {
+        let env = environment(service);
+        let mounted = mounted_secrets(service);
+        for (source, path) in &mounted {
+            used.insert(source.clone());
+            if !declared.contains_key(source) {
+                p.push(format!("{name} mounts undeclared secret {source}"));
+            }
+            // Mounted, so it must be read: a *_FILE setting, a path in the command, or a
+            // configuration directory the image reads.
+            let read = env.values().any(|v| v == path)
+                || words(&service["command"]).iter().any(|w| w == path)
+                || path.starts_with("/etc/");
+            if !read {
+                p.push(format!("{name} mounts {source} but reads it nowhere"));
+            }
+        }
+        for (key, value) in &env {
+            let credential_file = key
+                .strip_suffix("_FILE")
+                .is_some_and(|setting| CREDENTIAL_SETTINGS.contains(&setting));
+            if (credential_file || value.starts_with("/run/secrets/"))
+                && !mounted.values().any(|path| path == value)
+            {
+                p.push(format!("{name}: {key}={value} is not a mounted secret"));
+            }
+            if CREDENTIAL_SETTINGS.contains(&key.as_str()) {
+                p.push(format!(
+                    "{name} sets the credential {key} in its environment"
+                ));
+            }
+            if value.contains("://") && value.contains('@') {
+                p.push(format!("{name}: {key} carries credentials in a URL"));
+            }
+        }
+        if name == "presentation" {
+            for secret in DATA_SECRETS {
+                if mounted.contains_key(secret) {
+                    p.push(format!(
+                        "presentation holds {secret}: it must reach data only through logic"
+                    ));
+                }
+            }
+        }
+    }
+    for name in declared.keys() {
+        if !used.contains(name) {
+            p.push(format!(
+                "secret {name} is declared but no service mounts it"
+            ));
+        }
+    }
+    p
+}
+
+fn drain_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let worker = &c["services"]["worker"];
+    let grace = worker["stop_grace_period"].as_str().and_then(duration_ms);
+    match grace {
+        Some(ms) if ms >= 60_000 => {}
+        _ => p.push(format!(
+            "worker stop_grace_period {} is under 60s: compose would kill drains",
+            worker["stop_grace_period"]
+        )),
+    }
+    for key in ["container_name", "ports"] {
+        if !worker[key].is_null() {
+            p.push(format!(
+                "worker sets {key}: it could not run several replicas"
+            ));
+        }
+    }
+    let drain = environment(&c["services"]["autoscaler"])
+        .get("DRAIN_TIMEOUT")
+        .and_then(|d| duration_ms(d));
+    if let (Some(grace), Some(drain)) = (grace, drain)
+        && drain < grace
+    {
+        p.push(format!(
+            "the autoscaler's DRAIN_TIMEOUT ({drain} ms) is shorter than the worker's grace ({grace} ms)"
+        ));
+    }
+    p
+}
+
+fn autoscaler_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let a = &c["services"]["autoscaler"];
+    let env = environment(a);
+    let want = [
+        ("AUTOSCALER_BACKEND", "compose"),
+        ("AUTOSCALER_COMPOSE_SERVICE", "worker"),
+        ("COMPOSE_BIN", "docker"),
+    ];
+    for (key, value) in want {
+        if env.get(key).map(String::as_str) != Some(value) {
+            p.push(format!("autoscaler: {key} is not {value}"));
+        }
+    }
+    let service = env
+        .get("AUTOSCALER_COMPOSE_SERVICE")
+        .cloned()
+        .unwrap_or_default();
+    if !services(c).contains_key(&service) {
+        p.push(format!("autoscaler scales {service:?}, not a service"));
+    }
+    let volumes: Vec<String> = a["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if !volumes
+        .iter()
+        .any(|v| v.starts_with("/var/run/docker.sock:/var/run/docker.sock"))
+    {
+        p.push("autoscaler: the docker socket is not mounted".to_owned());
+    }
+    // The compose file is read inside the container at the path the host's daemon uses.
+    let file = env
+        .get("AUTOSCALER_COMPOSE_FILE")
+        .cloned()
+        .unwrap_or_default();
+    match file.strip_suffix("/docker-compose.yml") {
+        Some(dir) if volumes.iter().any(|v| v == &format!("{dir}:{dir}:ro")) => {}
+        _ => p.push(format!(
+            "autoscaler: {file:?} is not this file in a checkout mounted at its own path"
+        )),
+    }
+    if env.get("AUTOSCALER_COMPOSE_PROJECT").map(String::as_str) != Some("${COMPOSE_PROJECT_NAME}")
+    {
+        p.push("autoscaler: the compose project is not this one".to_owned());
+    }
+    if a["build"]["target"] != json!("autoscaler") {
+        p.push("autoscaler: not built from the image target with the docker CLI".to_owned());
+    }
+    // Every variable the worker's definition interpolates must reach the compose inside.
+    let worker_text = c["services"]["worker"].to_string();
+    for var in ["STRATA_TAG"] {
+        if worker_text.contains(&format!("${{{var}")) && !env.contains_key(var) {
+            p.push(format!(
+                "autoscaler: {var} is not passed to the compose inside"
+            ));
+        }
+    }
+    p
+}
+
+fn loadtest_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let l = &c["services"]["loadtest"];
+    if !keys(&l["profiles"]).contains("loadtest") {
+        p.push("loadtest is not under the loadtest profile".to_owned());
+    }
+    let target = environment(l).get("LOADTEST_TARGET").cloned();
+    if target.as_deref() != Some("http://lb:8080") {
+        p.push(format!(
+            "loadtest targets {target:?}, not the public entry point"
+        ));
+    }
+    for (name, service) in services(c) {
+        if name != "loadtest" && !service["profiles"].is_null() {
+            p.push(format!(
+                "{name} is under a profile: `up` would not start it"
+            ));
+        }
+    }
+    p
+}
+
+fn migrate_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let command = words(&c["services"]["migrate"]["command"]);
+    if command.first().map(String::as_str) != Some("logic")
+        || !matches!(command.get(1).map(String::as_str), Some("migrate" | "seed"))
+    {
+        p.push(format!(
+            "migrate runs {command:?}, not `logic migrate` or `logic seed`"
+        ));
+    }
+    p
+}
+
+/// Stages of deploy/Dockerfile: name -> (base, body lines).
+fn dockerfile_stages() -> Vec<(Option<String>, String, Vec<String>)> {
+    let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
+    // Join continuation lines; drop comments.
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            lines.push(std::mem::take(&mut current));
+        }
+    }
+    let mut stages: Vec<(Option<String>, String, Vec<String>)> = Vec::new();
+    for line in lines {
+        let mut parts = line.split_whitespace();
+        if parts.next() == Some("FROM") {
+            let base = parts.next().unwrap_or_default().to_owned();
+            let name = match (parts.next(), parts.next()) {
+                (Some(a), Some(n)) if a.eq_ignore_ascii_case("as") => Some(n.to_owned()),
+                _ => None,
+            };
+            stages.push((name, base, Vec::new()));
+        } else if let Some(stage) = stages.last_mut() {
+            stage.2.push(line);
+        }
+    }
+    stages
+}
+
+fn image_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let stages = dockerfile_stages();
+    let stage = |name: &str| stages.iter().find(|s| s.0.as_deref() == Some(name));
+    let builder = stage("builder").map(|s| s.2.join("\n")).unwrap_or_default();
+    let built: BTreeSet<String> = builder
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("target/release/"))
+        .map(str::to_owned)
+        .collect();
+    for (name, service) in services(c) {
+        if !is_strata_image(service) {
+            continue;
+        }
+        let build = &service["build"];
+        if build["context"] != json!(".") || build["dockerfile"] != json!("deploy/Dockerfile") {
+            p.push(format!("{name} is not built from deploy/Dockerfile"));
+        }
+        let target = build["target"].as_str().unwrap_or_default();
+        if stage(target).is_none() {
+            p.push(format!("{name} builds target {target:?}, not a stage"));
+        }
+        let run = if service["entrypoint"].is_null() {
+            words(&service["command"])
+        } else {
+            words(&service["entrypoint"])
+        };
+        match run.first() {
+            Some(bin) if built.contains(bin) => {}
+            other => p.push(format!(
+                "{name} runs {other:?}, which the image does not build"
+            )),
+        }
+    }
+    if !built.contains("probe") {
+        p.push("the image has no probe for its healthchecks".to_owned());
+    }
+    // The runtime image: distroless, non-root, only files copied from the builder.
+    match stage("runtime") {
+        Some((_, base, body)) => {
+            if !base.starts_with("gcr.io/distroless/") {
+                p.push(format!("the runtime image is {base}, not distroless"));
+            }
+            let user = body
+                .iter()
+                .rev()
+                .find_map(|l| l.strip_prefix("USER "))
+                .unwrap_or("0");
+            let uid = user.split(':').next().unwrap_or("0");
+            if uid == "0" || uid == "root" {
+                p.push("the runtime image runs as root".to_owned());
+            }
+            if body.iter().any(|l| l.starts_with("RUN ")) {
+                p.push("the runtime stage runs commands (it has no shell)".to_owned());
+            }
+        }
+        None => p.push("deploy/Dockerfile has no runtime stage".to_owned()),
+    }
+    match stage("autoscaler") {
+        Some((_, base, body)) => {
+            let body = body.join("\n");
+            if base != "runtime" {
+                p.push("the autoscaler image does not extend the runtime".to_owned());
+            }
+            for tool in ["/usr/local/bin/docker", "cli-plugins/docker-compose"] {
+                if !body.contains(tool) {
+                    p.push(format!("the autoscaler image lacks {tool}"));
+                }
+            }
+        }
+        None => p.push("deploy/Dockerfile has no autoscaler stage".to_owned()),
+    }
+    // The default target (the last stage) is the image without the docker CLI.
+    if stages.last().map(|s| s.1.as_str()) != Some("runtime") {
+        p.push("the last stage (the default target) is not the runtime image".to_owned());
+    }
+    p
+}
+
+/// The settings (environment variables) each Strata binary reads.
+fn env_settings(command: clap::Command) -> BTreeSet<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_str().expect("utf-8").to_owned())
+        .collect()
+}
+
+fn settings_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let binaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
+        ("logic", env_settings(logic::cli::Cli::command())),
+        (
+            "presentation",
+            env_settings(presentation::config::Cli::command()),
+        ),
+        ("worker", env_settings(worker::WorkerSettings::command())),
+        (
+            "autoscaler",
+            env_settings(autoscaler::AutoscalerSettings::command()),
+        ),
+        ("loadtest", env_settings(loadtest::Args::command())),
+    ]);
+    // Read by the whole process, not by a flag.
+    let common = ["RUST_LOG", "RUST_LOG_FORMAT"];
+    // Read by the compose the autoscaler runs, when it interpolates this file again.
+    let passed_on = ["STRATA_HOST_DIR", "STRATA_TAG", "STRATA_DOCKER_GID"];
+    for (name, service) in services(c) {
+        if !is_strata_image(service) {
+            continue;
+        }
+        let run = if service["entrypoint"].is_null() {
+            words(&service["command"])
+        } else {
+            words(&service["entrypoint"])
+        };
+        let Some(settings) = run.first().and_then(|b| binaries.get(b.as_str())) else {
+            continue;
+        };
+        for key in environment(service).keys() {
+            let known = settings.contains(key)
+                || common.contains(&key.as_str())
+                || (name == "autoscaler" && passed_on.contains(&key.as_str()));
+            if !known {
+                p.push(format!("{name}: {key} is not a setting of {}", run[0]));
+            }
+        }
+    }
+    // Listen addresses must be reachable from other containers, on the checked port.
+    let listen = [
+        ("presentation", "LISTEN_ADDR", "0.0.0.0:8080"),
+        ("logic", "LISTEN_ADDR", "0.0.0.0:8081"),
+        ("worker", "HEALTH_LISTEN", "0.0.0.0:9091"),
+        ("autoscaler", "AUTOSCALER_LISTEN", "0.0.0.0:9090"),
+    ];
+    for (name, key, want) in listen {
+        let service = &c["services"][name];
+        if environment(service).get(key).map(String::as_str) != Some(want) {
+            p.push(format!("{name}: {key} is not {want}"));
+        }
+        let port = want.rsplit(':').next().unwrap();
+        let test = words(&service["healthcheck"]["test"]).join(" ");
+        if !test.contains(&format!("127.0.0.1:{port}/")) {
+            p.push(format!(
+                "{name}'s healthcheck does not probe its port {port}"
+            ));
+        }
+    }
+    p
+}
+
+fn report(rule: &str, problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "{COMPOSE} breaks the {rule} rules:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn networks_keep_the_tiers_apart() {
+    report("network", network_rules(&compose()));
+}
+
+#[test]
+fn only_the_load_balancer_publishes_a_port() {
+    report("port", port_rules(&compose()));
+}
+
+#[test]
+fn long_running_services_have_healthchecks_and_restart() {
+    report("health", health_rules(&compose()));
+}
+
+#[test]
+fn services_wait_for_their_dependencies() {
+    report("depends_on", depends_on_rules(&compose()));
+}
+
+#[test]
+fn secrets_are_files_read_through_file_settings() {
+    report("secret", secret_rules(&compose()));
+}
+
+#[test]
+fn workers_drain_before_compose_kills_them() {
+    report("drain", drain_rules(&compose()));
+}
+
+#[test]
+fn the_autoscaler_scales_the_worker_service() {
+    report("autoscaler", autoscaler_rules(&compose()));
+}
+
+#[test]
+fn the_load_test_is_a_profile_on_the_public_side() {
+    report("loadtest", loadtest_rules(&compose()));
+}
+
+#[test]
+fn migrations_run_once_before_logic() {
+    report("migrate", migrate_rules(&compose()));
+}
+
+#[test]
+fn every_service_runs_a_binary_the_image_builds() {
+    report("image", image_rules(&compose()));
+}
+
+#[test]
+fn every_environment_variable_is_a_setting() {
+    report("settings", settings_rules(&compose()));
+}
+
+#[test]
+fn generated_secrets_and_env_never_reach_git_or_an_image() {
+    let gitignore = std::fs::read_to_string(repo_root().join("deploy/compose/.gitignore")).unwrap();
+    assert!(gitignore.lines().any(|l| l.trim() == "secrets/"));
+    let root_ignore = std::fs::read_to_string(repo_root().join(".gitignore")).unwrap();
+    assert!(root_ignore.lines().any(|l| l.trim() == "/.env"));
+    let dockerignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    let rules: Vec<&str> = dockerignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        rules.first(),
+        Some(&"*"),
+        ".dockerignore starts by leaving everything out"
+    );
+    for rule in &rules {
+        let allowed = rule.trim_start_matches('!').trim_end_matches('/');
+        assert!(
+            !allowed.starts_with("deploy/compose") && !allowed.contains(".env"),
+            ".dockerignore lets {rule} in"
+        );
+    }
+}
+
+#[test]
+fn the_build_context_has_every_workspace_member() {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let members_line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("the workspace lists its members");
+    let members: Vec<&str> = members_line.split('"').skip(1).step_by(2).collect();
+    assert!(members.contains(&"logic"), "read the members: {members:?}");
+    let dockerignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    let allowed: BTreeSet<&str> = dockerignore
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('!'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    for needed in members
+        .iter()
+        .copied()
+        .chain(["Cargo.toml", "Cargo.lock", "migrations"])
+    {
+        assert!(
+            allowed.contains(needed),
+            ".dockerignore leaves out {needed}, which the build needs"
+        );
+    }
+}
+
+/// Breaks the file in memory, one rule at a time: each rule must notice its break.
+#[test]
+fn every_rule_catches_a_break() {
+    type Rule = fn(&Value) -> Vec<String>;
+    type Break = fn(&mut Value);
+    let cases: &[(&str, Break, Rule, &str)] = &[
+        (
+            "private not internal",
+            |c| c["networks"]["private"]["internal"] = json!(false),
+            network_rules,
+            "not internal",
+        ),
+        (
+            "logic on public",
+            |c| c["services"]["logic"]["networks"] = json!(["private", "public"]),
+            network_rules,
+            "logic is on",
+        ),
+        (
+            "lb on private",
+            |c| c["services"]["lb"]["networks"] = json!(["public", "private"]),
+            network_rules,
+            "lb is on",
+        ),
+        (
+            "postgres publishes",
+            |c| c["services"]["postgres"]["ports"] = json!(["5432:5432"]),
+            port_rules,
+            "data service postgres publishes",
+        ),
+        (
+            "presentation publishes",
+            |c| c["services"]["presentation"]["ports"] = json!(["8080:8080"]),
+            port_rules,
+            "presentation publishes",
+        ),
+        (
+            "redis without a healthcheck",
+            |c| {
+                c["services"]["redis"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("healthcheck");
+            },
+            health_rules,
+            "redis has no healthcheck",
+        ),
+        (
+            "logic waits for nothing",
+            |c| c["services"]["logic"]["depends_on"] = json!(["migrate", "postgres"]),
+            depends_on_rules,
+            "is a list",
+        ),
+        (
+            "logic does not wait for migrate",
+            |c| {
+                c["services"]["logic"]["depends_on"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("migrate");
+            },
+            depends_on_rules,
+            "logic must wait for migrate",
+        ),
+        (
+            "worker waits for migrate",
+            |c| {
+                c["services"]["worker"]["depends_on"]["migrate"] =
+                    json!({"condition": "service_completed_successfully"});
+            },
+            depends_on_rules,
+            "rerun by each scale-up",
+        ),
+        (
+            "a password in the environment",
+            |c| c["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = json!("secret"),
+            secret_rules,
+            "sets the credential POSTGRES_PASSWORD",
+        ),
+        (
+            "a URL with credentials",
+            |c| {
+                c["services"]["logic"]["environment"]["RABBITMQ_API_URL"] =
+                    json!("http://strata:pw@rabbitmq:15672");
+            },
+            secret_rules,
+            "carries credentials",
+        ),
+        (
+            "a *_FILE setting without its secret",
+            |c| c["services"]["worker"]["secrets"] = json!(["amqp_url"]),
+            secret_rules,
+            "DATABASE_URL_FILE=/run/secrets/database_url is not a mounted secret",
+        ),
+        (
+            "presentation with the database",
+            |c| {
+                c["services"]["presentation"]["secrets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("database_url"));
+            },
+            secret_rules,
+            "presentation holds database_url",
+        ),
+        (
+            "a secret from the environment",
+            |c| c["secrets"]["admin_token"] = json!({"environment": "ADMIN_TOKEN"}),
+            secret_rules,
+            "secret admin_token is not the file",
+        ),
+        (
+            "a short grace period",
+            |c| c["services"]["worker"]["stop_grace_period"] = json!("10s"),
+            drain_rules,
+            "under 60s",
+        ),
+        (
+            "a worker with a fixed name",
+            |c| c["services"]["worker"]["container_name"] = json!("worker"),
+            drain_rules,
+            "worker sets container_name",
+        ),
+        (
+            "the process backend",
+            |c| c["services"]["autoscaler"]["environment"]["AUTOSCALER_BACKEND"] = json!("process"),
+            autoscaler_rules,
+            "AUTOSCALER_BACKEND is not compose",
+        ),
+        (
+            "no docker socket",
+            |c| c["services"]["autoscaler"]["volumes"] = json!([]),
+            autoscaler_rules,
+            "docker socket is not mounted",
+        ),
+        (
+            "loadtest without a profile",
+            |c| {
+                c["services"]["loadtest"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("profiles");
+            },
+            loadtest_rules,
+            "not under the loadtest profile",
+        ),
+        (
+            "migrate serves",
+            |c| c["services"]["migrate"]["command"] = json!(["logic"]),
+            migrate_rules,
+            "not `logic migrate`",
+        ),
+        (
+            "a binary the image lacks",
+            |c| c["services"]["worker"]["command"] = json!(["fulfiller"]),
+            image_rules,
+            "worker runs",
+        ),
+        (
+            "a misspelt setting",
+            |c| c["services"]["worker"]["environment"]["HEALTH_LISTENER"] = json!("0.0.0.0:9091"),
+            settings_rules,
+            "HEALTH_LISTENER is not a setting of worker",
+        ),
+        (
+            "logic on loopback",
+            |c| c["services"]["logic"]["environment"]["LISTEN_ADDR"] = json!("127.0.0.1:8081"),
+            settings_rules,
+            "logic: LISTEN_ADDR is not 0.0.0.0:8081",
+        ),
+    ];
+    let original = compose();
+    for (what, break_it, rule, expected) in cases {
+        assert!(
+            rule(&original).is_empty(),
+            "{what}: the rule fails on the unbroken file"
+        );
+        let mut broken = original.clone();
+        break_it(&mut broken);
+        let problems = rule(&broken);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{what}: expected a problem containing {expected:?}, got {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn durations_parse_as_compose_writes_them() {
+    assert_eq!(duration_ms("90s"), Some(90_000));
+    assert_eq!(duration_ms("1m30s"), Some(90_000));
+    assert_eq!(duration_ms("2m"), Some(120_000));
+    assert_eq!(duration_ms("1h"), Some(3_600_000));
+    assert_eq!(duration_ms("500ms"), Some(500));
+    assert_eq!(duration_ms("90"), None);
+    assert_eq!(duration_ms("soon"), None);
+    assert_eq!(duration_ms(""), None);
+}
