@@ -1041,6 +1041,148 @@ fn autoscaler_default_secs(env: &str) -> u64 {
         .unwrap_or_else(|| panic!("{env} default {text} is not whole seconds"))
 }
 
+/// The fields KEDA 2.x defines for its ScaledObject and TriggerAuthentication (those these
+/// manifests may use), by path; `*` is any key (label maps). A misspelt optional field is
+/// otherwise silently ignored by a cluster that accepts the object.
+const KEDA_FIELDS: &[(&str, &[&str])] = &[
+    ("", &["apiVersion", "kind", "metadata", "spec"]),
+    ("metadata", &["name", "namespace", "labels", "annotations"]),
+    ("metadata.labels", &["*"]),
+    ("metadata.annotations", &["*"]),
+    (
+        "ScaledObject.spec",
+        &[
+            "scaleTargetRef",
+            "pollingInterval",
+            "cooldownPeriod",
+            "initialCooldownPeriod",
+            "idleReplicaCount",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "fallback",
+            "advanced",
+            "triggers",
+        ],
+    ),
+    (
+        "ScaledObject.spec.scaleTargetRef",
+        &["apiVersion", "kind", "name", "envSourceContainerName"],
+    ),
+    (
+        "ScaledObject.spec.advanced",
+        &[
+            "restoreToOriginalReplicaCount",
+            "horizontalPodAutoscalerConfig",
+            "scalingModifiers",
+        ],
+    ),
+    (
+        "ScaledObject.spec.advanced.horizontalPodAutoscalerConfig",
+        &["name", "behavior"],
+    ),
+    (
+        "ScaledObject.spec.triggers",
+        &[
+            "type",
+            "name",
+            "metadata",
+            "authenticationRef",
+            "metricType",
+            "useCachedMetrics",
+        ],
+    ),
+    (
+        "ScaledObject.spec.triggers.metadata",
+        &[
+            "queueName",
+            "mode",
+            "value",
+            "activationValue",
+            "protocol",
+            "vhostName",
+            "useRegex",
+            "excludeUnacknowledged",
+            "pageSize",
+            "operation",
+            "timeout",
+            "unsafeSsl",
+        ],
+    ),
+    (
+        "ScaledObject.spec.triggers.authenticationRef",
+        &["name", "kind"],
+    ),
+    (
+        "TriggerAuthentication.spec",
+        &[
+            "secretTargetRef",
+            "env",
+            "configMapTargetRef",
+            "podIdentity",
+        ],
+    ),
+    (
+        "TriggerAuthentication.spec.secretTargetRef",
+        &["parameter", "name", "key"],
+    ),
+];
+
+fn check_keda_fields(at: &str, path: &str, value: &Value, failures: &mut Vec<String>) {
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                check_keda_fields(at, path, item, failures);
+            }
+        }
+        Value::Object(map) => {
+            let Some((_, allowed)) = KEDA_FIELDS.iter().find(|(p, _)| *p == path) else {
+                return; // a subtree KEDA passes on as is (the HPA behavior: checked by k8s-validate)
+            };
+            for (key, child) in map {
+                if !allowed.contains(&"*") && !allowed.contains(&key.as_str()) {
+                    failures.push(format!("{at}: {path}.{key} is not a KEDA field"));
+                }
+                let child_path = match path {
+                    "" if key == "spec" => format!("{}.spec", kind_of(value)),
+                    "" => key.clone(),
+                    _ => format!("{path}.{key}"),
+                };
+                check_keda_fields(at, &child_path, child, failures);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn kind_of(value: &Value) -> &str {
+    value["kind"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn keda_objects_use_only_fields_keda_defines() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let mut failures = Vec::new();
+        let mut seen = 0;
+        for o in b
+            .objects
+            .iter()
+            .filter(|o| o["apiVersion"] == "keda.sh/v1alpha1")
+        {
+            seen += 1;
+            if !matches!(kind(o), "ScaledObject" | "TriggerAuthentication") {
+                failures.push(format!("{}: not a kind these tests know", id(o)));
+            }
+            check_keda_fields(&id(o), "", o, &mut failures);
+        }
+        assert_eq!(
+            seen, 2,
+            "{overlay}: a ScaledObject and a TriggerAuthentication"
+        );
+        failures_in(overlay, failures);
+    }
+}
+
 #[test]
 fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
     for overlay in OVERLAYS {
