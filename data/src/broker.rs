@@ -135,6 +135,48 @@ pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::
     Ok(())
 }
 
+/// Declares a queue private to this connection (server-named, exclusive, deleted with the
+/// connection) bound to `routing_key` on the `events` exchange; returns its name. For
+/// subscribers that only care about events while they run, such as cache invalidation.
+pub async fn declare_private_subscription(
+    channel: &Channel,
+    routing_key: &str,
+) -> lapin::Result<String> {
+    channel
+        .exchange_declare(
+            EVENTS_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let name = queue.name().as_str().to_owned();
+    channel
+        .queue_bind(
+            name.as_str().into(),
+            EVENTS_EXCHANGE.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(name)
+}
+
 /// Ready and unacknowledged counts are not both available over AMQP: a passive declare
 /// returns the ready count and the number of consumers.
 pub async fn queue_depth(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {

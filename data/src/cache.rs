@@ -5,6 +5,8 @@
 //! - Writers call [`Cache::invalidate_product`] after their commit.
 //! - Redis down means slower, never failing: every Redis call has a timeout, errors are
 //!   counted in `strata_cache_unavailable_total`, and the value comes from Postgres.
+//! - An optional near cache ([`crate::near_cache`]) in front of Redis answers repeated reads
+//!   from process memory while its invalidation subscription is up.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +21,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 
 use crate::DataSettings;
+use crate::near_cache::{NearCache, NearCacheSettings};
 
 type Flight = Arc<OnceCell<Result<String, String>>>;
 
@@ -32,9 +35,17 @@ pub struct Cache {
     flights: Mutex<HashMap<String, Flight>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    near: NearCache,
 }
 
-/// How a read was served, for metrics and tests.
+/// A fetched value, with its JSON text when it may be kept in the near cache.
+struct Fetched<T> {
+    value: T,
+    json: Option<Arc<str>>,
+    source: Source,
+}
+
+/// How a read was served, for metrics and tests. A near-cache hit is a `Hit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Hit,
@@ -44,7 +55,14 @@ pub enum Source {
 }
 
 impl Cache {
+    /// A Redis cache without a near cache.
     pub fn new(settings: &DataSettings) -> Self {
+        Cache::with_near_cache(settings, &NearCacheSettings::disabled())
+    }
+
+    /// A Redis cache with a near cache in front; the near cache stays bypassed until
+    /// [`crate::near_cache::subscribe`] has its subscription up.
+    pub fn with_near_cache(settings: &DataSettings, near: &NearCacheSettings) -> Self {
         let client = match redis::Client::open(settings.redis_url.expose_secret()) {
             Ok(c) => Some(c),
             Err(err) => {
@@ -62,7 +80,13 @@ impl Cache {
             flights: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            near: NearCache::new(near),
         }
+    }
+
+    /// The near cache in front of Redis.
+    pub fn near(&self) -> &NearCache {
+        &self.near
     }
 
     pub fn key(&self, parts: &str) -> String {
@@ -128,8 +152,9 @@ impl Cache {
         }
     }
 
-    /// Reads `key` from Redis, or loads it with `load` (once for all concurrent misses of
-    /// the same key) and stores it. A `null` value (nothing found) is not stored.
+    /// Reads `key` from the near cache, else from Redis, else loads it with `load` (once for
+    /// all concurrent misses of the same key) and stores it in both. A `null` value (nothing
+    /// found) is not stored.
     pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, load: F) -> Result<(T, Source), E>
     where
         T: Serialize + DeserializeOwned,
@@ -137,13 +162,74 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let epoch = self.near.epoch();
+        if let Some(json) = self.near.get(key)
+            && let Ok(value) = serde_json::from_str(&json)
+        {
+            return Ok((value, Source::Hit));
+        }
+        let fetched = self.fetch(key, load).await?;
+        if let Some(json) = fetched.json
+            && fetched.source != Source::Bypass
+        {
+            self.near.insert(key, json, epoch);
+        }
+        Ok((fetched.value, fetched.source))
+    }
+
+    /// Like [`Cache::get_or_load`], but answers with the value's JSON text, which a near-cache
+    /// hit hands out without decoding or encoding anything.
+    pub async fn get_or_load_json<T, E, F, Fut>(
+        &self,
+        key: &str,
+        load: F,
+    ) -> Result<(Arc<str>, Source), E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<anyhow::Error> + std::fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let epoch = self.near.epoch();
+        if let Some(json) = self.near.get(key) {
+            return Ok((json, Source::Hit));
+        }
+        let fetched = self.fetch(key, load).await?;
+        let json = match fetched.json {
+            Some(json) => {
+                if fetched.source != Source::Bypass {
+                    self.near.insert(key, json.clone(), epoch);
+                }
+                json
+            }
+            None => serde_json::to_string(&fetched.value)
+                .map_err(|e| E::from(anyhow::Error::from(e)))?
+                .into(),
+        };
+        Ok((json, fetched.source))
+    }
+
+    /// Redis, then a single-flight load. The JSON text comes along when there is one worth
+    /// keeping (not for `null`).
+    async fn fetch<T, E, F, Fut>(&self, key: &str, load: F) -> Result<Fetched<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<anyhow::Error> + std::fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let keep = |json: &str| (json != "null").then(|| Arc::<str>::from(json));
         let redis_ok = match self.redis_get(key).await {
             Ok(Some(json)) => {
                 if let Ok(value) = serde_json::from_str(&json) {
                     metrics::counter!("strata_cache_requests_total", "result" => "hit")
                         .increment(1);
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((value, Source::Hit));
+                    return Ok(Fetched {
+                        json: keep(&json),
+                        value,
+                        source: Source::Hit,
+                    });
                 }
                 true
             }
@@ -190,11 +276,19 @@ impl Cache {
             if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 flights.remove(key);
             }
-            return result.map(|v| (v, source));
+            return result.map(|value| Fetched {
+                json: shared.as_deref().ok().and_then(keep),
+                value,
+                source,
+            });
         }
         match shared {
             Ok(json) => serde_json::from_str(&json)
-                .map(|v| (v, source))
+                .map(|value| Fetched {
+                    json: keep(&json),
+                    value,
+                    source,
+                })
                 .map_err(|e| E::from(anyhow::Error::from(e))),
             Err(msg) => Err(E::from(anyhow::anyhow!(msg))),
         }
@@ -210,10 +304,25 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        // The epoch is read before the near key, whose generation it guards.
+        let epoch = self.near.epoch();
+        let near_key = self.near.usable().then(|| self.near.catalog_key(name));
+        if let Some(near_key) = &near_key
+            && let Some(json) = self.near.get(near_key)
+            && let Ok(value) = serde_json::from_str(&json)
+        {
+            return Ok(value);
+        }
         match self.catalog_generation().await {
             Some(generation) => {
                 let key = self.key(&format!("g{generation}:{name}"));
-                Ok(self.get_or_load(&key, load).await?.0)
+                let fetched = self.fetch(&key, load).await?;
+                if let (Some(near_key), Some(json)) = (near_key, fetched.json)
+                    && fetched.source != Source::Bypass
+                {
+                    self.near.insert(&near_key, json, epoch);
+                }
+                Ok(fetched.value)
             }
             None => {
                 metrics::counter!("strata_cache_unavailable_total").increment(1);
@@ -223,18 +332,28 @@ impl Cache {
     }
 
     /// Drops cached copies of one product and of every listing (by bumping the catalog
-    /// generation that listing keys include).
+    /// generation that listing keys include), in Redis and in the near cache. Called by
+    /// the writer after its commit, and by every process when the change event arrives.
     pub async fn invalidate_product(&self, sku: &str) {
         let product_key = self.key(&format!("product:{sku}"));
         let generation_key = self.key("catalog:generation");
+        // Before and after Redis: a read that began in between may have fetched the old
+        // Redis copy, and the second invalidation keeps it out of the near cache.
+        self.near.invalidate(&product_key);
+        self.invalidate_in_redis(&product_key, &generation_key, sku)
+            .await;
+        self.near.invalidate(&product_key);
+    }
+
+    async fn invalidate_in_redis(&self, product_key: &str, generation_key: &str, sku: &str) {
         let Some(mut conn) = self.connection().await else {
             metrics::counter!("strata_cache_unavailable_total").increment(1);
             return;
         };
         let mut pipe = redis::pipe();
-        pipe.del(&product_key)
+        pipe.del(product_key)
             .ignore()
-            .incr(&generation_key, 1)
+            .incr(generation_key, 1)
             .ignore();
         let done = tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await;
         if !matches!(done, Ok(Ok(()))) {
@@ -256,8 +375,16 @@ impl Cache {
         }
     }
 
-    /// Hits and misses of this process since it started.
+    /// Reads of this process since it started that a cache answered (the near cache or
+    /// Redis), and reads that had to be loaded.
     pub fn counts(&self) -> (u64, u64) {
+        let (near_hits, _) = self.near.counts();
+        let (hits, misses) = self.redis_counts();
+        (near_hits + hits, misses)
+    }
+
+    /// Redis hits and misses of this process since it started.
+    pub fn redis_counts(&self) -> (u64, u64) {
         (
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod dlq;
 pub mod fulfil;
+pub mod near_cache;
 pub mod orders;
 pub mod outbox;
 pub mod products;

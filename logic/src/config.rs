@@ -33,6 +33,8 @@ pub struct LogicSettings {
     #[arg(long, env = "AUTOSCALER_URL")]
     pub autoscaler_url: Option<String>,
     #[command(flatten)]
+    pub near_cache: data::near_cache::NearCacheSettings,
+    #[command(flatten)]
     pub data: DataSettings,
 }
 
@@ -46,6 +48,7 @@ impl LogicSettings {
             outbox_relay: true,
             rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
             autoscaler_url: None,
+            near_cache: data::near_cache::NearCacheSettings::default(),
             data,
         }
     }

@@ -1,5 +1,5 @@
-//! Building and running the logic application: pools, routes, the outbox relay, and a
-//! graceful stop on SIGINT/SIGTERM.
+//! Building and running the logic application: pools, routes, the outbox relay, the
+//! near cache's invalidation subscription, and a graceful stop on SIGINT/SIGTERM.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -31,7 +31,9 @@ pub struct Application {
     address: SocketAddr,
     stop: CancellationToken,
     relay: Option<JoinHandle<()>>,
+    near_cache: JoinHandle<()>,
     pool: sqlx::PgPool,
+    cache: Arc<Cache>,
 }
 
 /// Maps a JSON extraction failure to the API's error codes.
@@ -93,12 +95,13 @@ impl Application {
             })
             .await
             .context("migrating the database")?;
-        let cache = Arc::new(Cache::new(&data_settings));
+        let cache = Arc::new(Cache::with_near_cache(&data_settings, &settings.near_cache));
         observability::prometheus();
+        data::near_cache::describe_metrics();
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            cache,
+            cache: cache.clone(),
             admin: AdminToken(admin),
             data: data_settings.clone(),
             rabbitmq_api_url: settings.rabbitmq_api_url.clone(),
@@ -157,12 +160,19 @@ impl Application {
                 stop.child_token(),
             ))
         });
+        let near_cache = tokio::spawn(data::near_cache::subscribe(
+            cache.clone(),
+            data_settings.clone(),
+            stop.child_token(),
+        ));
         Ok(Application {
             server,
             address,
             stop,
             relay,
+            near_cache,
             pool,
+            cache,
         })
     }
 
@@ -172,6 +182,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// The read cache (Redis and the near cache in front of it).
+    pub fn cache(&self) -> Arc<Cache> {
+        self.cache.clone()
     }
 
     /// Cancelling this token stops the application as a signal would.
@@ -200,6 +215,7 @@ impl Application {
         if let Some(relay) = self.relay {
             let _ = relay.await;
         }
+        let _ = self.near_cache.await;
         self.pool.close().await;
         tracing::info!("logic stopped");
         Ok(())
