@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use contracts::trace::TraceParent;
 use contracts::{
-    CategoryList, DeadLetterList, ErrorBody, OpsStats, Order, PlaceOrder, Product, ProductPage,
-    RedriveResult,
+    AuditPage, CategoryList, DeadLetterList, ErrorBody, OpsStats, Order, PlaceOrder, Product,
+    ProductPage, RedriveResult,
 };
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -36,6 +36,27 @@ pub struct ProductQuery {
     pub q: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// Filters and page of an audit trail listing (`GET /api/v1/audit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     pub page: u32,
     pub per_page: u32,
 }
@@ -153,6 +174,21 @@ impl LogicClient {
             .bearer_auth(token.expose_secret())
             .json(&serde_json::json!({}));
         self.call("redrive", ctx, req).await
+    }
+
+    /// A page of the audit trail, newest first (admin).
+    pub async fn audit(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+        query: &AuditQuery,
+    ) -> Result<AuditPage, LogicError> {
+        let mut url = self.url(&["api", "v1", "audit"]);
+        url.set_query(Some(
+            &serde_urlencoded::to_string(query).unwrap_or_default(),
+        ));
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("audit", ctx, req).await
     }
 
     /// Logic's own readiness (`GET /readyz` answers 200).

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod health;
 pub mod ops;
+pub mod ops_audit;
 pub mod ops_login;
 pub mod orders;
 pub mod product;

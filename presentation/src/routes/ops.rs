@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(console)
         .service(stats_json)
         .service(redrive)
+        .service(crate::routes::ops_audit::show)
         .service(crate::routes::ops_login::show)
         .service(crate::routes::ops_login::login)
         .service(crate::routes::ops_login::logout)
@@ -72,7 +73,7 @@ fn problem(err: &LogicError) -> &'static str {
     }
 }
 
-const NO_TOKEN: &str =
+pub const NO_TOKEN: &str =
     "LOGIC_ADMIN_TOKEN is not configured: logic's ops endpoints cannot be asked.";
 
 fn notice(q: &ConsoleQuery) -> Option<(&'static str, String)> {
@@ -95,7 +96,7 @@ fn notice(q: &ConsoleQuery) -> Option<(&'static str, String)> {
 }
 
 /// Logic's answer, with failures logged here once.
-fn logged<T>(what: &str, result: Result<T, LogicError>) -> Result<T, &'static str> {
+pub fn logged<T>(what: &str, result: Result<T, LogicError>) -> Result<T, &'static str> {
     result.map_err(|err| {
         tracing::warn!(
             error = format!("{err:#}"),

@@ -1,6 +1,7 @@
 //! HTTP-level tests of the shop pages: presentation on a free port in front of a real
 //! logic app (and, where orders must complete, a real worker) on the test's own services.
 
+mod audit;
 mod cart;
 mod checkout;
 mod helpers;
