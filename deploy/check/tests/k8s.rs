@@ -1143,7 +1143,7 @@ fn check_keda_fields(at: &str, path: &str, value: &Value, failures: &mut Vec<Str
                     failures.push(format!("{at}: {path}.{key} is not a KEDA field"));
                 }
                 let child_path = match path {
-                    "" if key == "spec" => format!("{}.spec", kind_of(value)),
+                    "" if key == "spec" => format!("{}.spec", kind(value)),
                     "" => key.clone(),
                     _ => format!("{path}.{key}"),
                 };
@@ -1152,10 +1152,6 @@ fn check_keda_fields(at: &str, path: &str, value: &Value, failures: &mut Vec<Str
         }
         _ => {}
     }
-}
-
-fn kind_of(value: &Value) -> &str {
-    value["kind"].as_str().unwrap_or_default()
 }
 
 #[test]
