@@ -6,9 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use secrecy::SecretString;
+use data::config::Profile;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::decision::Policy;
+
+/// The management API's password on a development machine (RabbitMQ's `guest`).
+pub const DEV_RABBITMQ_API_PASSWORD: &str = "guest";
 
 /// Where the workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -27,6 +31,15 @@ pub enum BackendKind {
     about = "Sets the number of Strata workers from the backlog of orders.fulfil"
 )]
 pub struct AutoscalerSettings {
+    /// Configuration profile: `production` requires every secret to be set explicitly
+    /// (workers inherit it).
+    #[arg(
+        long,
+        env = "STRATA_PROFILE",
+        value_enum,
+        default_value = "development"
+    )]
+    pub profile: Profile,
     /// Where the workers run: local processes or a docker compose service.
     #[arg(
         long,
@@ -84,11 +97,11 @@ pub struct AutoscalerSettings {
     /// User of the management API.
     #[arg(long, env = "RABBITMQ_API_USER", default_value = "guest")]
     pub rabbitmq_api_user: String,
-    /// Password of the management API.
+    /// Password of the management API (default: `guest`, refused in production).
     #[arg(
         long,
         env = "RABBITMQ_API_PASSWORD",
-        default_value = "guest",
+        default_value = DEV_RABBITMQ_API_PASSWORD,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -100,7 +113,7 @@ pub struct AutoscalerSettings {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        default_value = data::config::DEV_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -144,15 +157,32 @@ impl AutoscalerSettings {
         }
     }
 
-    /// Replaces each secret by the content of its `*_FILE`, where one is given.
+    /// Replaces each secret by the content of its `*_FILE`, where one is given, then checks
+    /// the result against the profile.
     pub fn resolve_files(mut self) -> anyhow::Result<Self> {
+        use data::config::read_named_secret_file;
         if let Some(path) = &self.rabbitmq_api_password_file {
-            self.rabbitmq_api_password = data::config::read_secret_file(path)?;
+            self.rabbitmq_api_password = read_named_secret_file("RABBITMQ_API_PASSWORD", path)?;
         }
         if let Some(path) = &self.amqp_url_file {
-            self.amqp_url = data::config::read_secret_file(path)?;
+            self.amqp_url = read_named_secret_file("AMQP_URL", path)?;
+        }
+        if self.profile == Profile::Production {
+            self.check_production()?;
         }
         Ok(self)
+    }
+
+    /// The production profile's rules: no guest credentials for the broker or its API.
+    pub fn check_production(&self) -> anyhow::Result<()> {
+        use data::config::production_error;
+        if self.rabbitmq_api_password.expose_secret() == DEV_RABBITMQ_API_PASSWORD {
+            return Err(production_error(
+                "RABBITMQ_API_PASSWORD (or RABBITMQ_API_PASSWORD_FILE) must be set; `guest` is \
+                 the local development default",
+            ));
+        }
+        data::config::check_production_amqp("AMQP_URL", &self.amqp_url)
     }
 
     /// The worker executable: the flag, or `worker` beside this executable.
@@ -186,6 +216,46 @@ mod tests {
             assert_eq!(s.scale_down_window, Duration::from_secs(60));
         }
         assert!(s.policy().validate().is_ok());
+    }
+
+    #[test]
+    fn production_refuses_guest_credentials() {
+        let settings = |password: &str, amqp: &str| AutoscalerSettings {
+            profile: Profile::Production,
+            rabbitmq_api_password: SecretString::from(password.to_owned()),
+            rabbitmq_api_password_file: None,
+            amqp_url: SecretString::from(amqp.to_owned()),
+            amqp_url_file: None,
+            ..AutoscalerSettings::defaults()
+        };
+        let error = |s: AutoscalerSettings| {
+            s.resolve_files()
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        let amqp = "amqp://scaler:secret-pw@mq:5672/%2f";
+        assert_eq!(error(settings("api-secret", amqp)), "");
+        let err = error(settings("guest", amqp));
+        assert!(
+            err.contains("RABBITMQ_API_PASSWORD (or RABBITMQ_API_PASSWORD_FILE)"),
+            "{err}"
+        );
+        let err = error(settings("api-secret", data::config::DEV_AMQP_URL));
+        assert!(
+            err.contains("AMQP_URL (or AMQP_URL_FILE) must be set"),
+            "{err}"
+        );
+        let err = error(settings("api-secret", "amqp://guest:guest@mq:5672/%2f"));
+        assert!(
+            err.contains("guest:guest") && !err.contains("mq:5672"),
+            "{err}"
+        );
+        let dev = AutoscalerSettings {
+            profile: Profile::Development,
+            ..settings("guest", data::config::DEV_AMQP_URL)
+        };
+        assert_eq!(error(dev), "");
     }
 
     #[test]

@@ -7,14 +7,68 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The Postgres URL of local development (trust authentication, no password).
+pub const DEV_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/strata";
+/// The AMQP URL of local development (RabbitMQ's `guest` account).
+pub const DEV_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Shortest admin token (and other shared bearer secrets) the production profile accepts.
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// How strict the configuration is. Every binary reads it from `STRATA_PROFILE` (or
+/// `--profile`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Defaults that work against the local services.
+    #[default]
+    Development,
+    /// No secret has a default: each must be given (directly or as a `*_FILE`), RabbitMQ's
+    /// `guest:guest` is refused, and bearer tokens must be at least 32 characters.
+    Production,
+}
+
+/// A configuration the production profile refuses; names the setting to fix.
+pub fn production_error(message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("STRATA_PROFILE=production: {message}")
+}
+
+/// Checks a bearer token the production profile requires: present, at least
+/// [`MIN_TOKEN_LEN`] characters, no surrounding whitespace.
+pub fn check_production_token(name: &str, token: Option<&SecretString>) -> anyhow::Result<()> {
+    let Some(token) = token else {
+        return Err(production_error(format!(
+            "{name} (or {name}_FILE) must be set"
+        )));
+    };
+    let token = token.expose_secret();
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(production_error(format!(
+            "{name} must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    if token.trim() != token {
+        return Err(production_error(format!(
+            "{name} must not start or end with whitespace"
+        )));
+    }
+    Ok(())
+}
+
 /// Connection settings shared by every binary that talks to Postgres, Redis or RabbitMQ.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataSettings {
-    /// Postgres connection URL.
+    /// Configuration profile: `production` requires every secret to be set explicitly.
+    #[arg(
+        long,
+        env = "STRATA_PROFILE",
+        value_enum,
+        default_value = "development"
+    )]
+    pub profile: Profile,
+    /// Postgres connection URL (default: the local development database).
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/strata",
+        default_value = DEV_DATABASE_URL,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -54,7 +108,7 @@ pub struct DataSettings {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        default_value = DEV_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -81,18 +135,34 @@ impl Default for DataSettings {
 }
 
 impl DataSettings {
-    /// Replaces each URL by the content of its `*_FILE`, where one is given.
+    /// Replaces each URL by the content of its `*_FILE`, where one is given, then checks the
+    /// result against the profile.
     pub fn resolve_files(mut self) -> anyhow::Result<Self> {
         if let Some(path) = &self.database_url_file {
-            self.database_url = read_secret_file(path)?;
+            self.database_url = read_named_secret_file("DATABASE_URL", path)?;
         }
         if let Some(path) = &self.redis_url_file {
-            self.redis_url = read_secret_file(path)?;
+            self.redis_url = read_named_secret_file("REDIS_URL", path)?;
         }
         if let Some(path) = &self.amqp_url_file {
-            self.amqp_url = read_secret_file(path)?;
+            self.amqp_url = read_named_secret_file("AMQP_URL", path)?;
+        }
+        if self.profile == Profile::Production {
+            self.check_production()?;
         }
         Ok(self)
+    }
+
+    /// The production profile's rules: the database and broker URLs are given explicitly
+    /// and the broker is not reached with `guest:guest`.
+    pub fn check_production(&self) -> anyhow::Result<()> {
+        if self.database_url.expose_secret() == DEV_DATABASE_URL {
+            return Err(production_error(
+                "DATABASE_URL (or DATABASE_URL_FILE) must be set; the built-in default is the \
+                 local development database",
+            ));
+        }
+        check_production_amqp("AMQP_URL", &self.amqp_url)
     }
 
     pub fn acquire_timeout(&self) -> Duration {
@@ -113,16 +183,42 @@ impl DataSettings {
     }
 }
 
+/// Refuses an AMQP URL that has no credentials or RabbitMQ's `guest:guest` (production).
+pub fn check_production_amqp(name: &str, url: &SecretString) -> anyhow::Result<()> {
+    let url = url.expose_secret();
+    if url == DEV_AMQP_URL {
+        return Err(production_error(format!(
+            "{name} (or {name}_FILE) must be set; the built-in default is the local development \
+             broker"
+        )));
+    }
+    let (user, password, _) = crate::broker_api::amqp_parts(url);
+    if user == "guest" && password == "guest" {
+        return Err(production_error(format!(
+            "{name} must not use RabbitMQ's guest:guest account (give the user and password \
+             in the URL)"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a secret from a file as Docker and Kubernetes mount them (trailing newline dropped).
+/// An empty file is an error: it would otherwise pass for a configured, empty secret.
 pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
     let raw = std::fs::read_to_string(path)
         .with_context(|| format!("reading secret file {}", path.display()))?;
-    Ok(SecretString::from(
-        raw.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    let value = raw.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!value.is_empty(), "secret file {} is empty", path.display());
+    Ok(SecretString::from(value.to_owned()))
 }
 
-/// Resolves a secret given either directly or as a file; the file wins.
+/// [`read_secret_file`] for the setting `{name}_FILE`, named in any error.
+pub fn read_named_secret_file(name: &str, path: &std::path::Path) -> anyhow::Result<SecretString> {
+    read_secret_file(path).with_context(|| format!("{name}_FILE"))
+}
+
+/// Resolves a secret given either directly or as a file; the file wins. Empty counts as
+/// not given.
 pub fn secret_or_file(
     value: Option<SecretString>,
     file: Option<&std::path::Path>,
@@ -130,5 +226,102 @@ pub fn secret_or_file(
     match file {
         Some(path) => read_secret_file(path).map(Some),
         None => Ok(value.filter(|v| !v.expose_secret().is_empty())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings with exactly these values, whatever the environment of the test run says.
+    fn settings(profile: Profile, database_url: &str, amqp_url: &str) -> DataSettings {
+        DataSettings {
+            profile,
+            database_url: SecretString::from(database_url.to_owned()),
+            database_url_file: None,
+            amqp_url: SecretString::from(amqp_url.to_owned()),
+            amqp_url_file: None,
+            redis_url_file: None,
+            ..DataSettings::default()
+        }
+    }
+
+    fn error(settings: DataSettings) -> String {
+        match settings.resolve_files() {
+            Ok(_) => String::new(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    const DB: &str = "postgres://strata:pw@db:5432/strata";
+    const MQ: &str = "amqp://strata:pw@mq:5672/%2f";
+
+    #[test]
+    fn production_refuses_every_default_secret() {
+        let prod = |db, mq| error(settings(Profile::Production, db, mq));
+        assert_eq!(prod(DB, MQ), "");
+        assert!(
+            prod(DEV_DATABASE_URL, MQ).contains("DATABASE_URL (or DATABASE_URL_FILE) must be set")
+        );
+        assert!(prod(DB, DEV_AMQP_URL).contains("AMQP_URL (or AMQP_URL_FILE) must be set"));
+        let guest = prod(DB, "amqp://guest:guest@mq:5672/%2f");
+        assert!(guest.contains("guest:guest"), "{guest}");
+        // No credentials in the URL means guest:guest to the client.
+        let none = prod(DB, "amqp://mq:5672/%2f");
+        assert!(none.contains("guest:guest"), "{none}");
+        // Errors name the setting, never its value.
+        assert!(!guest.contains("mq:5672"));
+    }
+
+    #[test]
+    fn development_keeps_the_local_defaults() {
+        let dev = settings(Profile::Development, DEV_DATABASE_URL, DEV_AMQP_URL);
+        assert_eq!(error(dev), "");
+        // The profile is a flag too.
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            data: DataSettings,
+        }
+        let cli = Cli::try_parse_from(["test", "--profile", "production"]).expect("parses");
+        assert_eq!(cli.data.profile, Profile::Production);
+        assert!(Cli::try_parse_from(["test", "--profile", "staging"]).is_err());
+    }
+
+    #[test]
+    fn secret_files_win_and_must_not_be_empty() {
+        let dir = std::env::temp_dir().join(format!("strata-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("db");
+        std::fs::write(&good, "postgres://strata:from-file@db/strata\n").expect("write");
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let with_file = |path: &std::path::Path| DataSettings {
+            database_url_file: Some(path.to_owned()),
+            ..settings(Profile::Development, DEV_DATABASE_URL, DEV_AMQP_URL)
+        };
+        let read = with_file(&good).resolve_files().expect("ok");
+        assert_eq!(
+            read.database_url.expose_secret(),
+            "postgres://strata:from-file@db/strata"
+        );
+        let err = error(with_file(&empty));
+        assert!(
+            err.contains("DATABASE_URL_FILE") && err.contains("is empty"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn production_tokens_are_long() {
+        let short = SecretString::from("short".to_owned());
+        let long = SecretString::from("x".repeat(MIN_TOKEN_LEN));
+        assert!(check_production_token("ADMIN_TOKEN", None).is_err());
+        let err = check_production_token("ADMIN_TOKEN", Some(&short)).unwrap_err();
+        assert!(format!("{err}").contains("at least 32"));
+        assert!(!format!("{err}").contains("short"));
+        assert!(check_production_token("ADMIN_TOKEN", Some(&long)).is_ok());
     }
 }

@@ -22,6 +22,10 @@ impl AdminToken {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
         let expected = expected.expose_secret().as_bytes();
+        // An empty token would let `Bearer ` in; it never counts as configured.
+        if expected.is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
         if bool::from(presented.trim().as_bytes().ct_eq(expected)) {
             Ok(())
         } else {

@@ -43,6 +43,7 @@ impl Cli {
                 Ok(())
             }
             Command::Serve => {
+                self.settings.check_profile()?;
                 let app = Application::build(LogicSettings {
                     data,
                     ..self.settings

@@ -3,16 +3,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use secrecy::SecretString;
 
 use data::DataSettings;
+use data::config::Profile;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogicSettings {
     /// Address the API listens on; keep it private (the logic tier is not public).
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// Bearer token of the admin endpoints (PATCH /products). Unset: admin calls get 401.
+    /// Bearer token of the admin endpoints (product changes, ops, the audit trail). Unset:
+    /// admin calls get 401. At least 32 characters in the production profile.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
     /// File holding the admin token; wins over ADMIN_TOKEN.
@@ -39,6 +42,21 @@ pub struct LogicSettings {
 }
 
 impl LogicSettings {
+    /// The production profile's rule for logic's own secret: the admin token is set (directly
+    /// or as a file) and at least 32 characters. The data settings check themselves when
+    /// their files are resolved.
+    pub fn check_profile(&self) -> anyhow::Result<()> {
+        if self.data.profile != Profile::Production {
+            return Ok(());
+        }
+        let token = data::config::secret_or_file(
+            self.admin_token.clone(),
+            self.admin_token_file.as_deref(),
+        )
+        .context("ADMIN_TOKEN_FILE")?;
+        data::config::check_production_token("ADMIN_TOKEN", token.as_ref())
+    }
+
     /// Settings for tests and embedding: defaults, then the given data settings.
     pub fn with_data(data: DataSettings) -> Self {
         LogicSettings {

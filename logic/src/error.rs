@@ -118,11 +118,18 @@ impl ApiError {
     ];
 }
 
-/// Database errors are server-side unless the pool could not reach Postgres at all.
+/// Database errors are server-side unless the connection to Postgres failed: not reached,
+/// dropped, or cut off in the middle of the protocol (as a proxy in front of a stopped
+/// server does).
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolClosed => {
                 ApiError::Unavailable(anyhow::Error::new(err).context("Postgres is unreachable"))
             }
             other => ApiError::Internal(other.into()),

@@ -7,9 +7,31 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
+/// Shortest bearer token the production profile accepts (logic requires the same).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// How strict the configuration is: `STRATA_PROFILE` (or `--profile`), as in every binary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Defaults that work on a development machine (a random cookie key, with a warning).
+    #[default]
+    Development,
+    /// No secret has a default: COOKIE_KEY must be set, and so must LOGIC_ADMIN_TOKEN (at
+    /// least 32 characters) when the ops console is on.
+    Production,
+}
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "presentation", version, about = "Strata's public shop pages")]
 pub struct Settings {
+    /// Configuration profile: `production` requires every secret to be set explicitly.
+    #[arg(
+        long,
+        env = "STRATA_PROFILE",
+        value_enum,
+        default_value = "development"
+    )]
+    pub profile: Profile,
     /// Address the public pages listen on.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -70,6 +92,7 @@ impl Settings {
     /// Settings for tests and embedding: a free loopback port, the given logic URL.
     pub fn for_logic(logic_url: impl Into<String>) -> Self {
         Settings {
+            profile: Profile::Development,
             listen: ([127, 0, 0, 1], 0).into(),
             logic_url: logic_url.into(),
             logic_timeout_ms: 3000,
@@ -83,6 +106,45 @@ impl Settings {
             logic_admin_token: None,
             logic_admin_token_file: None,
         }
+    }
+
+    /// The production profile's rules, each error naming the setting to fix (never its
+    /// value). Nothing to check in development.
+    pub fn check_profile(&self) -> anyhow::Result<()> {
+        if self.profile != Profile::Production {
+            return Ok(());
+        }
+        let refuse = |message: String| anyhow::anyhow!("STRATA_PROFILE=production: {message}");
+        match self.cookie_secret()? {
+            None => {
+                return Err(refuse(
+                    "COOKIE_KEY (or COOKIE_KEY_FILE) must be set; a random key per process \
+                     loses every cart on restart and differs between replicas"
+                        .to_owned(),
+                ));
+            }
+            Some(key) if key.expose_secret().len() < 32 => {
+                return Err(refuse("COOKIE_KEY must be at least 32 bytes".to_owned()));
+            }
+            Some(_) => {}
+        }
+        let token = self.logic_admin_token()?;
+        if let Some(token) = &token
+            && token.expose_secret().chars().count() < MIN_TOKEN_LEN
+        {
+            return Err(refuse(format!(
+                "LOGIC_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters, like logic's \
+                 ADMIN_TOKEN"
+            )));
+        }
+        if token.is_none() && self.ops_password_hash()?.is_some() {
+            return Err(refuse(
+                "OPS_PASSWORD_HASH turns the ops console on, so LOGIC_ADMIN_TOKEN (or \
+                 LOGIC_ADMIN_TOKEN_FILE) must be set too"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn logic_timeout(&self) -> Duration {
@@ -121,7 +183,8 @@ impl Settings {
     }
 }
 
-/// A secret from `{name}_FILE` (trailing whitespace trimmed) or else from `{name}`.
+/// A secret from `{name}_FILE` (trailing whitespace trimmed) or else from `{name}`. An empty
+/// file is an error; an empty value counts as not set.
 fn secret(
     name: &str,
     value: Option<&SecretString>,
@@ -130,7 +193,82 @@ fn secret(
     if let Some(path) = file {
         let raw = std::fs::read_to_string(path)
             .with_context(|| format!("reading {name}_FILE {}", path.display()))?;
-        return Ok(Some(SecretString::from(raw.trim_end().to_owned())));
+        let value = raw.trim_end();
+        anyhow::ensure!(!value.is_empty(), "{name}_FILE {} is empty", path.display());
+        return Ok(Some(SecretString::from(value.to_owned())));
     }
-    Ok(value.map(|k| SecretString::from(k.expose_secret().to_owned())))
+    Ok(value
+        .filter(|v| !v.expose_secret().is_empty())
+        .map(|k| SecretString::from(k.expose_secret().to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> Settings {
+        Settings {
+            profile: Profile::Production,
+            cookie_key: Some(SecretString::from("k".repeat(32))),
+            ..Settings::for_logic("http://127.0.0.1:8081")
+        }
+    }
+
+    fn error(settings: &Settings) -> String {
+        settings
+            .check_profile()
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn production_requires_the_cookie_key_and_a_long_logic_token() {
+        assert_eq!(error(&production()), "");
+        let dev = Settings::for_logic("http://127.0.0.1:8081");
+        assert_eq!(error(&dev), "", "development needs nothing");
+        let no_key = Settings {
+            cookie_key: None,
+            ..production()
+        };
+        assert!(error(&no_key).contains("COOKIE_KEY (or COOKIE_KEY_FILE) must be set"));
+        let short_key = Settings {
+            cookie_key: Some(SecretString::from("short-cookie-key".to_owned())),
+            ..production()
+        };
+        let err = error(&short_key);
+        assert!(err.contains("at least 32 bytes") && !err.contains("short-cookie-key"));
+        let short_token = Settings {
+            logic_admin_token: Some(SecretString::from("tiny-token".to_owned())),
+            ..production()
+        };
+        let err = error(&short_token);
+        assert!(err.contains("LOGIC_ADMIN_TOKEN must be at least 32") && !err.contains("tiny"));
+        let console_without_token = Settings {
+            ops_password_hash: Some(SecretString::from("$argon2id$v=19$...".to_owned())),
+            ..production()
+        };
+        assert!(error(&console_without_token).contains("LOGIC_ADMIN_TOKEN (or"));
+    }
+
+    #[test]
+    fn empty_secrets_are_not_secrets() {
+        let empty = Settings {
+            logic_admin_token: Some(SecretString::from(String::new())),
+            ..production()
+        };
+        assert!(empty.logic_admin_token().expect("ok").is_none());
+        let path = std::env::temp_dir().join(format!("strata-empty-{}", std::process::id()));
+        std::fs::write(&path, "\n").expect("write");
+        let from_empty_file = Settings {
+            cookie_key_file: Some(path.clone()),
+            ..production()
+        };
+        let err = format!("{:#}", from_empty_file.cookie_secret().unwrap_err());
+        assert!(
+            err.contains("COOKIE_KEY_FILE") && err.contains("is empty"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).ok();
+    }
 }

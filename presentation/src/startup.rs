@@ -49,6 +49,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free one). Logic need not be up yet: pages say
     /// so with a 503 until it is, and `/readyz` reports it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check_profile()?;
         let logic = web::Data::new(LogicClient::new(
             &settings.logic_url,
             settings.logic_timeout(),
