@@ -1,7 +1,7 @@
--- :count pending orders of one line each (random ids, skus spread over the catalog), as
--- the queue of a peer's fulfilment run.
+-- :count pending orders of one line each (ids in creation order, skus spread over the
+-- catalog): the queue of a peer's fulfilment run.
 CREATE TEMP TABLE bench_pending AS
-SELECT gen_random_uuid() AS id, b.sku, p.price_cents
+SELECT ('4' || lpad(to_hex(g), 31, '0'))::uuid AS id, b.sku, p.price_cents
 FROM generate_series(1, :count) g
 JOIN bench_sku b ON b.i = 1 + (g::bigint * 7919) % (SELECT count(*) FROM bench_sku)
 JOIN products p ON p.sku = b.sku;
