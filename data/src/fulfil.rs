@@ -94,10 +94,13 @@ where
     }
 
     // Lock the products in a fixed order (by sku) so concurrent workers never deadlock.
+    // NO KEY UPDATE, not UPDATE: the key is never changed here, and this lock mode leaves
+    // the KEY SHARE locks that order placement takes (through the order_lines foreign key)
+    // free, so placing an order never waits on a payment in progress nor deadlocks with it.
     let lines: Vec<(String, i32, i32)> = sqlx::query_as(
         "SELECT l.sku, l.quantity, p.stock FROM order_lines l \
          JOIN products p ON p.sku = l.sku \
-         WHERE l.order_id = $1 ORDER BY l.sku FOR UPDATE OF p",
+         WHERE l.order_id = $1 ORDER BY l.sku FOR NO KEY UPDATE OF p",
     )
     .bind(order_id)
     .fetch_all(&mut *tx)
