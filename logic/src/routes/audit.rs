@@ -105,20 +105,26 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::InvalidQuery(message.into())
 }
 
+/// An RFC 3339 date-time, exactly (chrono would also take a space for the `T`).
 fn time(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw.trim())
+        let bad = || {
+            invalid(format!(
+                "{name} must be an RFC 3339 date-time like 2026-01-31T12:00:00Z"
+            ))
+        };
+        if !matches!(raw.as_bytes().get(10), Some(b'T' | b't')) {
+            return Err(bad());
+        }
+        DateTime::parse_from_rfc3339(&raw)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                invalid(format!(
-                    "{name} must be an RFC 3339 date-time like 2026-01-31T12:00:00Z"
-                ))
-            })
+            .map_err(|_| bad())
     })
     .transpose()
 }
 
-/// Text filters: trimmed, empty means absent, no NUL, at most `max` characters.
+/// Free-text filters: trimmed, empty means absent, no NUL, at most `max` characters. The
+/// other filters have a fixed shape and are taken exactly as given.
 fn text(name: &str, raw: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.contains('\0') {
@@ -143,27 +149,35 @@ impl AuditParams {
                 "per_page must be between 1 and {MAX_PER_PAGE}"
             )));
         }
-        let action = match text("action", self.action, 100)? {
+        let action = match self.action {
             Some(a) => Some(AuditAction::parse(&a).ok_or_else(|| {
                 let known: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
                 invalid(format!("action must be one of {}", known.join(", ")))
             })?),
             None => None,
         };
-        let outcome = match text("outcome", self.outcome, 100)? {
+        let outcome = match self.outcome {
             Some(o) => Some(AuditOutcome::parse(&o).ok_or_else(|| {
                 let known: Vec<&str> = AuditOutcome::ALL.iter().map(|o| o.as_str()).collect();
                 invalid(format!("outcome must be one of {}", known.join(", ")))
             })?),
             None => None,
         };
-        let request_id = match text("request_id", self.request_id, 100)? {
-            Some(id) => {
-                Some(Uuid::parse_str(&id).map_err(|_| invalid("request_id must be a UUID"))?)
-            }
+        // The hyphenated form only: the uuid crate would also read braces, URNs and bare hex.
+        let request_id = match self.request_id {
+            Some(id) => Some(
+                Uuid::try_parse(&id)
+                    .ok()
+                    .filter(|_| id.len() == 36)
+                    .ok_or_else(|| {
+                        invalid(
+                            "request_id must be a UUID like 01234567-89ab-cdef-0123-456789abcdef",
+                        )
+                    })?,
+            ),
             None => None,
         };
-        let trace_id = text("trace_id", self.trace_id, 32)?;
+        let trace_id = self.trace_id;
         if let Some(t) = &trace_id
             && !(t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         {
