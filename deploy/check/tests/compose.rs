@@ -7,7 +7,8 @@
 //! - secrets are files under deploy/compose/secrets/ (gitignored), reached through the
 //!   binaries' `*_FILE` settings; no credential sits in the environment; presentation
 //!   holds no database, cache or broker secret;
-//! - every environment variable of a Strata container is a setting of its binary;
+//! - every environment variable of a Strata container is a setting of its binary, and the
+//!   serving tiers run the production profile;
 //! - workers drain before compose kills them, and the autoscaler scales them through the
 //!   compose backend with the docker socket and this file mounted;
 //! - the load test runs under its own profile, from the public side;
@@ -552,6 +553,22 @@ fn migrate_rules(c: &Value) -> Vec<String> {
     p
 }
 
+/// The serving tiers refuse development credentials (`STRATA_PROFILE=production`).
+fn profile_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for name in ["presentation", "logic", "worker", "autoscaler"] {
+        let profile = environment(&c["services"][name])
+            .get("STRATA_PROFILE")
+            .cloned();
+        if profile.as_deref() != Some("production") {
+            p.push(format!(
+                "{name} runs with profile {profile:?}, not production"
+            ));
+        }
+    }
+    p
+}
+
 /// Stages of deploy/Dockerfile: name -> (base, body lines).
 fn dockerfile_stages() -> Vec<(Option<String>, String, Vec<String>)> {
     let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
@@ -793,6 +810,11 @@ fn migrations_run_once_before_logic() {
 }
 
 #[test]
+fn serving_tiers_run_the_production_profile() {
+    report("profile", profile_rules(&compose()));
+}
+
+#[test]
 fn every_service_runs_a_binary_the_image_builds() {
     report("image", image_rules(&compose()));
 }
@@ -1006,6 +1028,17 @@ fn every_rule_catches_a_break() {
             |c| c["services"]["migrate"]["command"] = json!(["logic"]),
             migrate_rules,
             "not `logic migrate`",
+        ),
+        (
+            "a development worker",
+            |c| {
+                c["services"]["worker"]["environment"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("STRATA_PROFILE");
+            },
+            profile_rules,
+            "worker runs with profile None",
         ),
         (
             "a binary the image lacks",
