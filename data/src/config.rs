@@ -137,7 +137,25 @@ impl Default for DataSettings {
 impl DataSettings {
     /// Replaces each URL by the content of its `*_FILE`, where one is given, then checks the
     /// result against the profile.
-    pub fn resolve_files(mut self) -> anyhow::Result<Self> {
+    pub fn resolve_files(self) -> anyhow::Result<Self> {
+        let settings = self.read_files()?;
+        if settings.profile == Profile::Production {
+            settings.check_production()?;
+        }
+        Ok(settings)
+    }
+
+    /// [`Self::resolve_files`] for a process that uses Postgres only (migrations, seeding):
+    /// the production profile then asks for the database's secret alone.
+    pub fn resolve_database_files(self) -> anyhow::Result<Self> {
+        let settings = self.read_files()?;
+        if settings.profile == Profile::Production {
+            settings.check_production_database()?;
+        }
+        Ok(settings)
+    }
+
+    fn read_files(mut self) -> anyhow::Result<Self> {
         if let Some(path) = &self.database_url_file {
             self.database_url = read_named_secret_file("DATABASE_URL", path)?;
         }
@@ -147,22 +165,24 @@ impl DataSettings {
         if let Some(path) = &self.amqp_url_file {
             self.amqp_url = read_named_secret_file("AMQP_URL", path)?;
         }
-        if self.profile == Profile::Production {
-            self.check_production()?;
-        }
         Ok(self)
     }
 
     /// The production profile's rules: the database and broker URLs are given explicitly
     /// and the broker is not reached with `guest:guest`.
     pub fn check_production(&self) -> anyhow::Result<()> {
+        self.check_production_database()?;
+        check_production_amqp("AMQP_URL", &self.amqp_url)
+    }
+
+    fn check_production_database(&self) -> anyhow::Result<()> {
         if self.database_url.expose_secret() == DEV_DATABASE_URL {
             return Err(production_error(
                 "DATABASE_URL (or DATABASE_URL_FILE) must be set; the built-in default is the \
                  local development database",
             ));
         }
-        check_production_amqp("AMQP_URL", &self.amqp_url)
+        Ok(())
     }
 
     pub fn acquire_timeout(&self) -> Duration {
@@ -271,6 +291,16 @@ mod tests {
         assert!(none.contains("guest:guest"), "{none}");
         // Errors name the setting, never its value.
         assert!(!guest.contains("mq:5672"));
+        // Migrations and seeding use Postgres only: the broker's URL is not asked for.
+        let database_only = |db| {
+            settings(Profile::Production, db, DEV_AMQP_URL)
+                .resolve_database_files()
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert_eq!(database_only(DB), "");
+        assert!(database_only(DEV_DATABASE_URL).contains("DATABASE_URL (or DATABASE_URL_FILE)"));
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub enum Command {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
-        let data = self.settings.data.clone().resolve_files()?;
+        // Migrating and seeding use Postgres only, so they need only its secret.
+        let data = if matches!(self.command, Some(Command::Migrate | Command::Seed { .. })) {
+            self.settings.data.clone().resolve_database_files()?
+        } else {
+            self.settings.data.clone().resolve_files()?
+        };
         match self.command.unwrap_or(Command::Serve) {
             Command::Migrate => {
                 data::db::migrate(&data).await?;

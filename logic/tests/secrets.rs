@@ -518,21 +518,30 @@ async fn the_production_profile_names_each_missing_or_weak_secret() {
 }
 
 #[tokio::test]
-async fn migrations_in_production_need_no_admin_token() {
+async fn migrations_in_production_need_only_the_database() {
     let env = TestEnv::new().await;
-    let mut amqp = Url::parse(env.data.amqp_url.expose_secret()).expect("URL");
-    amqp.set_username("strata").expect("user");
-    amqp.set_password(Some("not-guest")).expect("password");
     let envs = [
         ("STRATA_PROFILE", "production".to_owned()),
         (
             "DATABASE_URL",
             env.data.database_url.expose_secret().to_owned(),
         ),
-        ("AMQP_URL", amqp.to_string()),
         ("RUST_LOG", "info".to_owned()),
     ];
     let (ok, out) = start(&envs, &["migrate"]).finish().await;
     assert!(ok, "{out}");
     assert!(out.contains("migrations applied"), "{out}");
+    // Serving needs the rest.
+    let out = refused(
+        &[
+            ("STRATA_PROFILE", "production"),
+            ("DATABASE_URL", "postgres://x@db/s"),
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        out.contains("AMQP_URL (or AMQP_URL_FILE) must be set"),
+        "{out}"
+    );
 }
