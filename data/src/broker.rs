@@ -7,12 +7,26 @@ use contracts::{
 };
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Largest AMQP frame this side proposes unless the URL sets `frame_max`. The client keeps
+/// 32 frames of buffer in each direction, so RabbitMQ's default of 128 KiB would pin 8 MiB
+/// per connection; Strata's messages are far below 8 KiB, and larger ones are split into
+/// several frames anyway.
+pub const FRAME_MAX: u32 = 8 * 1024;
 
 /// Opens a connection named after the process, so the management UI shows who is who.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    Connection::connect(url, props).await
+    match url.parse::<AMQPUri>() {
+        Ok(mut uri) => {
+            uri.query.frame_max.get_or_insert(FRAME_MAX);
+            Connection::connect_uri(uri, props).await
+        }
+        // Let the client report what is wrong with the URL.
+        Err(_) => Connection::connect(url, props).await,
+    }
 }
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {

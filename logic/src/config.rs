@@ -35,6 +35,10 @@ pub struct LogicSettings {
     /// The autoscaler's base URL; its `/status` is included in the ops statistics.
     #[arg(long, env = "AUTOSCALER_URL")]
     pub autoscaler_url: Option<String>,
+    /// Threads serving HTTP requests. Each costs memory; more than the CPUs add nothing,
+    /// and replicas scale further.
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
+    pub http_workers: usize,
     #[command(flatten)]
     pub near_cache: data::near_cache::NearCacheSettings,
     #[command(flatten)]
@@ -66,6 +70,7 @@ impl LogicSettings {
             outbox_relay: true,
             rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
             autoscaler_url: None,
+            http_workers: 2,
             near_cache: data::near_cache::NearCacheSettings::default(),
             data,
         }

@@ -144,6 +144,7 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
+        .workers(settings.http_workers.max(1))
         .disable_signals()
         .shutdown_timeout(10)
         .run();

@@ -3,8 +3,19 @@ use std::io::Read;
 use clap::Parser;
 use presentation::config::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads of the main runtime unless `TOKIO_WORKER_THREADS` says otherwise. The pages
+/// are served on actix's own worker threads; this runtime only starts them.
+const DEFAULT_RUNTIME_THREADS: usize = 1;
+
+fn main() -> anyhow::Result<()> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        runtime.worker_threads(DEFAULT_RUNTIME_THREADS);
+    }
+    runtime.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::HashPassword) = cli.command {
         let mut password = String::new();
