@@ -141,6 +141,7 @@ impl Application {
                 .service(routes::ops::list)
                 .service(routes::ops::redrive)
                 .service(routes::ops::stats)
+                .service(routes::audit::list)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -252,7 +253,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         }
         "/api/v1/products" => Some("GET"),
         "/api/v1/orders" | "/api/v1/ops/dlq/redrive" => Some("POST"),
-        "/api/v1/ops/dlq" | "/api/v1/ops/stats" => Some("GET"),
+        "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" => Some("GET"),
         p if p.starts_with("/api/v1/products/")
             && !p["/api/v1/products/".len()..].contains('/') =>
         {
