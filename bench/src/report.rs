@@ -387,14 +387,17 @@ impl Report {
         let m = |k: &str| self.meta.get(k).map(String::as_str).unwrap_or("n/a");
         let _ = writeln!(
             out,
-            "Mode `{}`, profile `{}`, {} on {} x {} ({} GB), load before: {}.\n",
+            "Mode `{}`, profile `{}`, commit {}, {} on {} x {} ({} GB); load average \
+             before {}, after {}.\n",
             m("mode"),
             m("profile"),
+            m("commit"),
             m("date"),
             m("nproc"),
             m("cpu"),
             m("mem_gb"),
             m("load_before"),
+            m("load_after"),
         );
         out.push_str("| figure | Strata | limit | limit is | ratio | goal |\n");
         out.push_str("|---|---:|---:|---|---:|---|\n");
