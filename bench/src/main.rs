@@ -106,6 +106,9 @@ enum Command {
         skus: PathBuf,
         #[arg(long, default_value_t = 60)]
         settle_secs: u64,
+        /// Splits each latency at the order's transactions (read from this database).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Renders the raw results as results.md and results.json in --out, and prints the table.
     Report {
@@ -215,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             skus,
             settle_secs,
+            database_url,
         } => {
             let skus = std::fs::read_to_string(&skus)
                 .with_context(|| format!("reading {}", skus.display()))?
@@ -230,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs_f64(duration_secs),
                 skus,
                 settle: Duration::from_secs(settle_secs),
+                database_url,
             })
             .await?;
             put("e2e_sent", f.sent);
@@ -240,6 +245,22 @@ async fn main() -> anyhow::Result<()> {
             put("e2e_p50_ms", format!("{:.2}", millis(f.e2e_p50)));
             put("e2e_p99_ms", format!("{:.2}", millis(f.e2e_p99)));
             put("e2e_max_ms", format!("{:.2}", millis(f.e2e_max)));
+            if let Some(b) = f.breakdown {
+                for (name, segment) in [
+                    ("to_placing", b.to_placing),
+                    ("placing_to_fulfilling", b.placing_to_fulfilling),
+                    ("fulfilling_to_event", b.fulfilling_to_event),
+                ] {
+                    put(
+                        &format!("e2e_{name}_p50_ms"),
+                        format!("{:.2}", millis(segment.p50)),
+                    );
+                    put(
+                        &format!("e2e_{name}_p99_ms"),
+                        format!("{:.2}", millis(segment.p99)),
+                    );
+                }
+            }
         }
         Command::Report { raw, out } => {
             let text = std::fs::read_to_string(&raw)

@@ -1,13 +1,16 @@
 //! End-to-end latency at a fixed arrival rate: orders are sent on a schedule whatever the
 //! replies do (open loop, so a slow reply cannot hide queueing), and each is timed from its
 //! scheduled send to the moment its `order.fulfilled` event arrives on the `events`
-//! exchange.
+//! exchange. With the database at hand, each latency is split at the two transactions'
+//! timestamps (`created_at`, `updated_at`: when each transaction began) to show where the
+//! time goes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use contracts::EVENTS_EXCHANGE;
 use futures_lite::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
@@ -25,6 +28,28 @@ pub struct Settings {
     pub skus: Vec<String>,
     /// How long to wait for the last events after the last order was sent.
     pub settle: Duration,
+    /// Where the orders are, to split the latency at their transactions.
+    pub database_url: Option<String>,
+}
+
+/// The p50 and p99 of one part of the end-to-end latency.
+#[derive(Debug, Default)]
+pub struct Segment {
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Where the end-to-end time goes, split at the transactions' start times.
+#[derive(Debug, Default)]
+pub struct Breakdown {
+    /// Scheduled send -> the placing transaction begins (HTTP, validation, pool).
+    pub to_placing: Segment,
+    /// Placing transaction begins -> fulfilling transaction begins (commit, outbox relay,
+    /// broker, delivery to the worker).
+    pub placing_to_fulfilling: Segment,
+    /// Fulfilling transaction begins -> its event arrives (transaction, commit, relay,
+    /// broker).
+    pub fulfilling_to_event: Segment,
 }
 
 #[derive(Debug)]
@@ -37,6 +62,7 @@ pub struct Figures {
     pub e2e_p50: Duration,
     pub e2e_p99: Duration,
     pub e2e_max: Duration,
+    pub breakdown: Option<Breakdown>,
 }
 
 type Arrivals = Arc<Mutex<HashMap<Uuid, Instant>>>;
@@ -143,6 +169,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Figures> {
     // Late ticks fire at once, keeping the schedule: an open loop does not slow down.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let start = Instant::now();
+    let wall_start = SystemTime::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..total {
         ticker.tick().await;
@@ -171,7 +198,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Figures> {
     }
     let _ = connection.close(200, "done".into()).await;
 
-    let map = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let map = arrivals
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     let mut accept = Vec::new();
     let mut e2e = Vec::new();
     for s in &accepted {
@@ -185,6 +215,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<Figures> {
     accept.sort();
     e2e.sort();
     let q = |v: &[Duration], p| crate::quantile(v, p).unwrap_or_default();
+    let breakdown = match &settings.database_url {
+        Some(url) => {
+            let wall = |at: Instant| DateTime::<Utc>::from(wall_start + (at - start));
+            let finished: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = accepted
+                .iter()
+                .filter_map(|s| {
+                    let (id, _) = s.accepted?;
+                    Some((id, wall(s.scheduled), wall(*map.get(&id)?)))
+                })
+                .collect();
+            Some(breakdown(url, &finished).await?)
+        }
+        None => None,
+    };
     Ok(Figures {
         sent: sent.len(),
         accepted: accepted.len(),
@@ -194,5 +238,44 @@ pub async fn run(settings: Settings) -> anyhow::Result<Figures> {
         e2e_p50: q(&e2e, 0.5),
         e2e_p99: q(&e2e, 0.99),
         e2e_max: e2e.last().copied().unwrap_or_default(),
+        breakdown,
+    })
+}
+
+/// Splits each (order, sent, event seen) at the order's `created_at` and `updated_at`.
+async fn breakdown(
+    database_url: &str,
+    finished: &[(Uuid, DateTime<Utc>, DateTime<Utc>)],
+) -> anyhow::Result<Breakdown> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    let ids: Vec<Uuid> = finished.iter().map(|(id, _, _)| *id).collect();
+    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT id, created_at, updated_at FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&pool)
+            .await?;
+    pool.close().await;
+    let times: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> =
+        rows.into_iter().map(|(id, c, u)| (id, (c, u))).collect();
+    let span = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).to_std().unwrap_or_default();
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, sent, seen) in finished {
+        if let Some((created, updated)) = times.get(id) {
+            a.push(span(*sent, *created));
+            b.push(span(*created, *updated));
+            c.push(span(*updated, *seen));
+        }
+    }
+    let segment = |mut v: Vec<Duration>| {
+        v.sort();
+        Segment {
+            p50: crate::quantile(&v, 0.5).unwrap_or_default(),
+            p99: crate::quantile(&v, 0.99).unwrap_or_default(),
+        }
+    };
+    Ok(Breakdown {
+        to_placing: segment(a),
+        placing_to_fulfilling: segment(b),
+        fulfilling_to_event: segment(c),
     })
 }
