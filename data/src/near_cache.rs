@@ -279,9 +279,13 @@ async fn consume(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let connection = broker::connect(settings.amqp_url(), "strata-logic-near-cache")
-        .await
-        .context("connecting to RabbitMQ")?;
+    // Stopping abandons a connection attempt that hangs.
+    let connection = tokio::select! {
+        connection = broker::connect(settings.amqp_url(), "strata-logic-near-cache") => {
+            connection.context("connecting to RabbitMQ")?
+        }
+        _ = cancel.cancelled() => return Ok(()),
+    };
     let result = async {
         let channel = connection.create_channel().await?;
         let queue = broker::declare_private_subscription(&channel, PRODUCT_CHANGED_KEY)
