@@ -254,3 +254,32 @@ async fn without_the_broker_the_near_cache_is_emptied_and_bypassed() {
         "used again once subscribed"
     );
 }
+
+#[tokio::test]
+async fn the_json_read_hands_out_the_stored_text() {
+    let env = TestEnv::new().await;
+    let cache = Cache::with_near_cache(&env.data, &long_lived());
+    // As the subscription does once it is up.
+    cache.near().set_live(true);
+    let key = cache.key("product:TEXT-1");
+    let load = || async { Ok::<_, anyhow::Error>(Some(json!({"sku": "TEXT-1", "n": 1}))) };
+
+    let (first, source) = cache.get_or_load_json(&key, load).await.expect("load");
+    assert_eq!(source, data::cache::Source::Miss);
+    assert_eq!(&*first, r#"{"n":1,"sku":"TEXT-1"}"#);
+    let (second, source) = cache
+        .get_or_load_json(&key, || async {
+            Err::<Option<serde_json::Value>, _>(anyhow::anyhow!("not loaded again"))
+        })
+        .await
+        .expect("from the near cache");
+    assert_eq!(source, data::cache::Source::Hit);
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the very text that was stored"
+    );
+    assert_eq!(cache.near().counts(), (1, 1));
+
+    cache.invalidate_product("TEXT-1").await;
+    assert!(!cache.near().contains(&key));
+}
