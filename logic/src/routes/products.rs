@@ -137,15 +137,19 @@ pub async fn get(
     let key = state.cache.key(&format!("product:{sku}"));
     let pool = state.pool.clone();
     let lookup = sku.clone();
-    let (product, source) = state
+    // The cached JSON text is sent as it is: a near-cache hit decodes and encodes nothing.
+    let (json, source) = state
         .cache
-        .get_or_load(&key, || async move {
+        .get_or_load_json(&key, || async move {
             data::products::get(&pool, &lookup)
                 .await
                 .map_err(ApiError::from)
         })
         .await?;
-    let product = product.ok_or(ApiError::ProductNotFound(sku))?;
+    // An unknown sku is cached too, as JSON `null`.
+    if &*json == "null" {
+        return Err(ApiError::ProductNotFound(sku));
+    }
     let source = match source {
         data::cache::Source::Hit => "hit",
         data::cache::Source::Miss => "miss",
@@ -153,7 +157,8 @@ pub async fn get(
     };
     Ok(HttpResponse::Ok()
         .insert_header(("X-Cache", source))
-        .json(product))
+        .insert_header(actix_web::http::header::ContentType::json())
+        .body(json.to_string()))
 }
 
 /// Update a product (admin). The cached copy is dropped after the commit.
