@@ -113,6 +113,23 @@ impl TestApp {
         entry
     }
 
+    /// Sends the request, asserts its status, that it added exactly one entry to the trail
+    /// and that this entry has the expected fields; returns the answer and the entry.
+    async fn expect_entry(
+        &self,
+        req: reqwest::RequestBuilder,
+        rows: &mut i64,
+        status: u16,
+        expected: Expected<'_>,
+    ) -> (Call, AuditEntry) {
+        let call = self.call(req).await;
+        assert_eq!(call.status, status, "{}", call.body);
+        self.one_more(rows).await;
+        let entry = self.entry_of(&call).await;
+        assert_entry(&entry, &expected);
+        (call, entry)
+    }
+
     async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&self.env.pool)
@@ -121,19 +138,25 @@ impl TestApp {
     }
 }
 
-fn assert_entry(
-    entry: &AuditEntry,
-    actor: &str,
-    action: &str,
-    target: Option<&str>,
+/// The fields an audit entry must have.
+struct Expected<'a> {
+    actor: &'a str,
+    action: &'a str,
+    target: Option<&'a str>,
     outcome: AuditOutcome,
-    error_code: Option<&str>,
-) {
-    assert_eq!(entry.actor, actor, "{entry:?}");
-    assert_eq!(entry.action, action, "{entry:?}");
-    assert_eq!(entry.target.as_deref(), target, "{entry:?}");
-    assert_eq!(entry.outcome, outcome, "{entry:?}");
-    assert_eq!(entry.error_code.as_deref(), error_code, "{entry:?}");
+    error_code: Option<&'a str>,
+}
+
+fn assert_entry(entry: &AuditEntry, expected: &Expected<'_>) {
+    assert_eq!(entry.actor, expected.actor, "{entry:?}");
+    assert_eq!(entry.action, expected.action, "{entry:?}");
+    assert_eq!(entry.target.as_deref(), expected.target, "{entry:?}");
+    assert_eq!(entry.outcome, expected.outcome, "{entry:?}");
+    assert_eq!(
+        entry.error_code.as_deref(),
+        expected.error_code,
+        "{entry:?}"
+    );
     assert!(entry.detail.is_object(), "{entry:?}");
 }
 
@@ -144,73 +167,43 @@ async fn every_mutating_call_leaves_exactly_one_entry_with_its_fields() {
     let mut rows = 0;
 
     // A product change by the admin.
-    let call = app
-        .call(app.patch("AUD-1", json!({"price_cents": 1250}), Some(ADMIN_TOKEN)))
+    let (_, entry) = app
+        .expect_entry(
+            app.patch("AUD-1", json!({"price_cents": 1250}), Some(ADMIN_TOKEN)),
+            &mut rows,
+            200,
+            Expected {
+                actor: "admin",
+                action: "product.update",
+                target: Some("product:AUD-1"),
+                outcome: AuditOutcome::Success,
+                error_code: None,
+            },
+        )
         .await;
-    assert_eq!(call.status, 200, "{}", call.body);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "admin",
-        "product.update",
-        Some("product:AUD-1"),
-        AuditOutcome::Success,
-        None,
-    );
     assert_eq!(entry.detail, json!({"changes": {"price_cents": 1250}}));
 
-    // The same change without a token: denied, nothing changed.
-    let call = app
-        .call(app.patch("AUD-1", json!({"price_cents": 1}), None))
-        .await;
-    assert_eq!(call.status, 401);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "anonymous",
-        "product.update",
-        Some("product:AUD-1"),
-        AuditOutcome::Denied,
-        Some("unauthorized"),
-    );
-    let wrong = app
-        .call(app.patch("AUD-1", json!({"price_cents": 1}), Some("not-the-token")))
-        .await;
-    assert_eq!(wrong.status, 401);
-    app.one_more(&mut rows).await;
-    assert_eq!(app.entry_of(&wrong).await.actor, "anonymous");
-
-    // Invalid values and an unknown sku: rejected.
-    let call = app
-        .call(app.patch("AUD-1", json!({"price_cents": 0}), Some(ADMIN_TOKEN)))
-        .await;
-    assert_eq!(call.status, 422);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "admin",
-        "product.update",
-        Some("product:AUD-1"),
-        AuditOutcome::Rejected,
-        Some("invalid_product_patch"),
-    );
-    let call = app
-        .call(app.patch("AUD-404", json!({"stock": 1}), Some(ADMIN_TOKEN)))
-        .await;
-    assert_eq!(call.status, 404);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "admin",
-        "product.update",
-        Some("product:AUD-404"),
-        AuditOutcome::Rejected,
-        Some("product_not_found"),
-    );
+    // The same change without a token or with a wrong one: denied; invalid values and an
+    // unknown sku: rejected.
+    #[rustfmt::skip]
+    let refused = [
+        (None, "AUD-1", json!({"price_cents": 1}), 401, "anonymous", AuditOutcome::Denied, "unauthorized"),
+        (Some("not-the-token"), "AUD-1", json!({"price_cents": 1}), 401, "anonymous", AuditOutcome::Denied, "unauthorized"),
+        (Some(ADMIN_TOKEN), "AUD-1", json!({"price_cents": 0}), 422, "admin", AuditOutcome::Rejected, "invalid_product_patch"),
+        (Some(ADMIN_TOKEN), "AUD-404", json!({"stock": 1}), 404, "admin", AuditOutcome::Rejected, "product_not_found"),
+    ];
+    for (token, sku, body, status, actor, outcome, code) in refused {
+        let target = format!("product:{sku}");
+        let expected = Expected {
+            actor,
+            action: "product.update",
+            target: Some(&target),
+            outcome,
+            error_code: Some(code),
+        };
+        app.expect_entry(app.patch(sku, body, token), &mut rows, status, expected)
+            .await;
+    }
     assert_eq!(
         app.env.stock("AUD-1").await,
         10,
@@ -228,93 +221,109 @@ async fn every_mutating_call_leaves_exactly_one_entry_with_its_fields() {
     let target = format!("order:{}", order.id);
     assert_entry(
         &entry,
-        "anonymous",
-        "order.place",
-        Some(&target),
-        AuditOutcome::Success,
-        None,
+        &Expected {
+            actor: "anonymous",
+            action: "order.place",
+            target: Some(&target),
+            outcome: AuditOutcome::Success,
+            error_code: None,
+        },
     );
     assert_eq!(entry.detail["total_cents"], 2500);
     assert_eq!(entry.detail["lines"], 1);
     // Its replay under the same key: a call of its own, which made nothing new.
-    let call = app
-        .call(app.order_req(order_body("a@example.com", &[("AUD-1", 2)]), Some("key-1")))
+    let (_, entry) = app
+        .expect_entry(
+            app.order_req(order_body("a@example.com", &[("AUD-1", 2)]), Some("key-1")),
+            &mut rows,
+            202,
+            Expected {
+                actor: "anonymous",
+                action: "order.place",
+                target: Some(&target),
+                outcome: AuditOutcome::Success,
+                error_code: None,
+            },
+        )
         .await;
-    assert_eq!(call.status, 202);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "anonymous",
-        "order.place",
-        Some(&target),
-        AuditOutcome::Success,
-        None,
-    );
     assert_eq!(entry.detail, json!({"replayed": true}));
     assert_eq!(app.count("orders").await, 1);
     // A refused order.
-    let call = app
-        .call(app.order_req(
+    app.expect_entry(
+        app.order_req(
             order_body("a@example.com", &[("AUD-1", 1), ("NOPE-1", 1)]),
             None,
-        ))
-        .await;
-    assert_eq!(call.status, 422);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "anonymous",
-        "order.place",
-        None,
-        AuditOutcome::Rejected,
-        Some("unknown_sku"),
-    );
-    let call = app.call(app.order_req(json!([1, 2]), None)).await;
-    assert_eq!(call.status, 400);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_eq!(entry.error_code.as_deref(), Some("malformed_json"));
+        ),
+        &mut rows,
+        422,
+        Expected {
+            actor: "anonymous",
+            action: "order.place",
+            target: None,
+            outcome: AuditOutcome::Rejected,
+            error_code: Some("unknown_sku"),
+        },
+    )
+    .await;
+    app.expect_entry(
+        app.order_req(json!([1, 2]), None),
+        &mut rows,
+        400,
+        Expected {
+            actor: "anonymous",
+            action: "order.place",
+            target: None,
+            outcome: AuditOutcome::Rejected,
+            error_code: Some("malformed_json"),
+        },
+    )
+    .await;
 
     // A redrive of an empty dead-letter queue, and one without the token.
-    let call = app.call(app.redrive(Some(ADMIN_TOKEN))).await;
-    assert_eq!(call.status, 200, "{}", call.body);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "admin",
-        "dlq.redrive",
-        Some("queue:orders.fulfil.dlq"),
-        AuditOutcome::Success,
-        None,
-    );
+    let (_, entry) = app
+        .expect_entry(
+            app.redrive(Some(ADMIN_TOKEN)),
+            &mut rows,
+            200,
+            Expected {
+                actor: "admin",
+                action: "dlq.redrive",
+                target: Some("queue:orders.fulfil.dlq"),
+                outcome: AuditOutcome::Success,
+                error_code: None,
+            },
+        )
+        .await;
     assert_eq!(
         entry.detail,
         json!({"limit": 10000, "redriven": 0, "remaining": 0})
     );
-    let call = app.call(app.redrive(None)).await;
-    assert_eq!(call.status, 401);
-    app.one_more(&mut rows).await;
-    let entry = app.entry_of(&call).await;
-    assert_entry(
-        &entry,
-        "anonymous",
-        "dlq.redrive",
-        Some("queue:orders.fulfil.dlq"),
-        AuditOutcome::Denied,
-        Some("unauthorized"),
-    );
-    let call = app
-        .call(app.redrive(Some(ADMIN_TOKEN)).json(&json!({"limit": 0})))
-        .await;
-    assert_eq!(call.status, 422);
-    app.one_more(&mut rows).await;
-    assert_eq!(
-        app.entry_of(&call).await.error_code.as_deref(),
-        Some("invalid_redrive")
-    );
+    app.expect_entry(
+        app.redrive(None),
+        &mut rows,
+        401,
+        Expected {
+            actor: "anonymous",
+            action: "dlq.redrive",
+            target: Some("queue:orders.fulfil.dlq"),
+            outcome: AuditOutcome::Denied,
+            error_code: Some("unauthorized"),
+        },
+    )
+    .await;
+    app.expect_entry(
+        app.redrive(Some(ADMIN_TOKEN)).json(&json!({"limit": 0})),
+        &mut rows,
+        422,
+        Expected {
+            actor: "admin",
+            action: "dlq.redrive",
+            target: Some("queue:orders.fulfil.dlq"),
+            outcome: AuditOutcome::Rejected,
+            error_code: Some("invalid_redrive"),
+        },
+    )
+    .await;
 
     // Reads are not recorded.
     app.get("/api/v1/products/AUD-1").await;
@@ -377,20 +386,24 @@ async fn a_change_whose_entry_cannot_be_written_is_not_made() {
     let entry = app.entry_of(&call).await;
     assert_entry(
         &entry,
-        "admin",
-        "product.update",
-        Some("product:AUD-2"),
-        AuditOutcome::Failed,
-        Some("internal_error"),
+        &Expected {
+            actor: "admin",
+            action: "product.update",
+            target: Some("product:AUD-2"),
+            outcome: AuditOutcome::Failed,
+            error_code: Some("internal_error"),
+        },
     );
     let entry = app.entry_of(&order).await;
     assert_entry(
         &entry,
-        "anonymous",
-        "order.place",
-        None,
-        AuditOutcome::Failed,
-        Some("internal_error"),
+        &Expected {
+            actor: "anonymous",
+            action: "order.place",
+            target: None,
+            outcome: AuditOutcome::Failed,
+            error_code: Some("internal_error"),
+        },
     );
 }
 

@@ -4,16 +4,14 @@
 //! values may appear in its logs, in any answer, or in `/metrics`. And the production profile
 //! refuses to start without each secret, naming the missing setting but never a value.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Stdio;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Url;
 use secrecy::ExposeSecret;
 use testkit::TestEnv;
+use testkit::leaks::{Running, Seen, assert_no_secret, distinctive, free_port};
 use testkit::proxy::Proxy;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 const LOGIC: &str = env!("CARGO_BIN_EXE_logic");
@@ -24,18 +22,6 @@ fn rabbitmq_api() -> String {
 
 fn redis_base() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A value nobody would write by accident, to grep for.
-fn distinctive(what: &str) -> String {
-    format!("{what}{}", Uuid::new_v4().simple())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn address_of(url: &Url) -> SocketAddr {
@@ -112,96 +98,6 @@ impl Drop for Accounts {
     }
 }
 
-/// The `logic` binary with its stderr (where it logs) collected.
-struct Running {
-    child: Child,
-    log: tokio::task::JoinHandle<String>,
-}
-
-fn start(envs: &[(&str, String)], args: &[&str]) -> Running {
-    let mut command = Command::new(LOGIC);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("starting logic");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let log = tokio::spawn(async move {
-        let (mut out, mut err) = (String::new(), String::new());
-        let _ = tokio::join!(
-            stdout.read_to_string(&mut out),
-            stderr.read_to_string(&mut err)
-        );
-        out + &err
-    });
-    Running { child, log }
-}
-
-impl Running {
-    /// Stops it as an orchestrator would (SIGTERM) and returns everything it wrote.
-    async fn stop(mut self) -> String {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
-        let _ = self.child.kill().await;
-        self.log.await.expect("log reader")
-    }
-
-    /// Waits for it to exit by itself; returns the exit success and its output.
-    async fn finish(mut self) -> (bool, String) {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("logic exits")
-            .expect("exit status");
-        (status.success(), self.log.await.expect("log reader"))
-    }
-}
-
-/// Everything a client saw: status lines, headers and bodies.
-#[derive(Default)]
-struct Seen(String);
-
-impl Seen {
-    async fn send(&mut self, what: &str, req: reqwest::RequestBuilder) -> u16 {
-        let res = match req.send().await {
-            Ok(res) => res,
-            Err(err) => {
-                self.0.push_str(&format!("{what}: no answer: {err}\n"));
-                return 0;
-            }
-        };
-        let status = res.status().as_u16();
-        self.0
-            .push_str(&format!("{what}: {status}\n{:?}\n", res.headers()));
-        self.0.push_str(&res.text().await.unwrap_or_default());
-        self.0.push('\n');
-        status
-    }
-}
-
-fn assert_no_secret(place: &str, text: &str, secrets: &[(&str, &str)]) {
-    for (name, value) in secrets {
-        assert!(
-            !text.contains(value),
-            "the {name} appears in {place}:\n{}",
-            text.lines()
-                .filter(|l| l.contains(value))
-                .take(5)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
     let env = TestEnv::new().await;
@@ -238,7 +134,8 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let logic = start(
+    let logic = Running::start(
+        LOGIC,
         &[
             ("STRATA_PROFILE", "production".to_owned()),
             ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -267,38 +164,38 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
     let url = |path: &str| format!("{base}{path}");
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(&admin_token);
     // Bad requests of every kind.
-    seen.send(
+    seen.status(
         "bad json",
         http.post(url("/api/v1/orders"))
             .header("content-type", "application/json")
             .body("{nope"),
     )
     .await;
-    seen.send(
+    seen.status(
         "bad order",
         http.post(url("/api/v1/orders"))
             .json(&serde_json::json!({"email": "x", "lines": []})),
     )
     .await;
-    seen.send("bad query", http.get(url("/api/v1/products?per_page=1000")))
+    seen.status("bad query", http.get(url("/api/v1/products?per_page=1000")))
         .await;
-    seen.send("unknown path", http.get(url("/api/v1/nothing")))
+    seen.status("unknown path", http.get(url("/api/v1/nothing")))
         .await;
-    seen.send("wrong method", http.delete(url("/api/v1/orders")))
+    seen.status("wrong method", http.delete(url("/api/v1/orders")))
         .await;
     // Failed authentication: none, wrong, and a prefix of the real token.
-    seen.send(
+    seen.status(
         "no token",
         http.patch(url("/api/v1/products/SEC-1"))
             .json(&serde_json::json!({"stock": 1})),
     )
     .await;
-    seen.send(
+    seen.status(
         "wrong token",
         http.get(url("/api/v1/ops/stats")).bearer_auth("wrong"),
     )
     .await;
-    seen.send(
+    seen.status(
         "token prefix",
         http.get(url("/api/v1/audit"))
             .bearer_auth(&admin_token[..20]),
@@ -308,14 +205,14 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
     let order = http.post(url("/api/v1/orders")).json(
         &serde_json::json!({"email": "s@example.com", "lines": [{"sku": "SEC-1", "quantity": 1}]}),
     );
-    assert_eq!(seen.send("order", order).await, 202);
+    assert_eq!(seen.status("order", order).await, 202);
     assert_eq!(
-        seen.send("product", http.get(url("/api/v1/products/SEC-1")))
+        seen.status("product", http.get(url("/api/v1/products/SEC-1")))
             .await,
         200
     );
     assert_eq!(
-        seen.send(
+        seen.status(
             "patch",
             admin(http.patch(url("/api/v1/products/SEC-1"))).json(&serde_json::json!({"stock": 9}))
         )
@@ -323,53 +220,54 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
         200
     );
     assert_eq!(
-        seen.send("stats", admin(http.get(url("/api/v1/ops/stats"))))
+        seen.status("stats", admin(http.get(url("/api/v1/ops/stats"))))
             .await,
         200
     );
     assert_eq!(
-        seen.send("dlq", admin(http.get(url("/api/v1/ops/dlq"))))
+        seen.status("dlq", admin(http.get(url("/api/v1/ops/dlq"))))
             .await,
         200
     );
     assert_eq!(
-        seen.send("redrive", admin(http.post(url("/api/v1/ops/dlq/redrive"))))
+        seen.status("redrive", admin(http.post(url("/api/v1/ops/dlq/redrive"))))
             .await,
         200
     );
     assert_eq!(
-        seen.send("audit", admin(http.get(url("/api/v1/audit"))))
+        seen.status("audit", admin(http.get(url("/api/v1/audit"))))
             .await,
         200
     );
-    seen.send("openapi", http.get(url("/api/v1/openapi.json")))
+    seen.status("openapi", http.get(url("/api/v1/openapi.json")))
         .await;
 
     // The database goes away: reads, writes and readiness fail, and say so.
     postgres.cut();
     assert_eq!(
-        seen.send("read, db down", http.get(url("/api/v1/products?q=db-down")))
+        seen.status("read, db down", http.get(url("/api/v1/products?q=db-down")))
             .await,
         503
     );
     let order = http.post(url("/api/v1/orders")).json(
         &serde_json::json!({"email": "s@example.com", "lines": [{"sku": "SEC-1", "quantity": 1}]}),
     );
-    assert_eq!(seen.send("order, db down", order).await, 503);
+    assert_eq!(seen.status("order, db down", order).await, 503);
     assert_eq!(
-        seen.send("ready, db down", http.get(url("/readyz"))).await,
+        seen.status("ready, db down", http.get(url("/readyz")))
+            .await,
         503
     );
     postgres.restore();
     // Then the broker: the ops calls and readiness fail, and the relay reconnects.
     rabbitmq.cut();
     assert_eq!(
-        seen.send("dlq, broker down", admin(http.get(url("/api/v1/ops/dlq"))))
+        seen.status("dlq, broker down", admin(http.get(url("/api/v1/ops/dlq"))))
             .await,
         503
     );
     assert_eq!(
-        seen.send(
+        seen.status(
             "redrive, broker down",
             admin(http.post(url("/api/v1/ops/dlq/redrive")))
         )
@@ -377,7 +275,7 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
         503
     );
     assert_eq!(
-        seen.send("ready, broker down", http.get(url("/readyz")))
+        seen.status("ready, broker down", http.get(url("/readyz")))
             .await,
         503
     );
@@ -419,7 +317,7 @@ async fn no_secret_reaches_the_logs_the_answers_or_the_metrics() {
 /// Runs `logic` with exactly these settings; it must exit without serving.
 async fn refused(envs: &[(&str, &str)], args: &[&str]) -> String {
     let envs: Vec<(&str, String)> = envs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    let (ok, output) = start(&envs, args).finish().await;
+    let (ok, output) = Running::start(LOGIC, &envs, args).finish().await;
     assert!(!ok, "logic started with {envs:?}:\n{output}");
     output
 }
@@ -528,7 +426,7 @@ async fn migrations_in_production_need_only_the_database() {
         ),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let (ok, out) = start(&envs, &["migrate"]).finish().await;
+    let (ok, out) = Running::start(LOGIC, &envs, &["migrate"]).finish().await;
     assert!(ok, "{out}");
     assert!(out.contains("migrations applied"), "{out}");
     // Serving needs the rest.

@@ -4,103 +4,15 @@
 //! of logic, and none of the values may appear in its logs, its answers or `/metrics`. And
 //! the production profile refuses to start without them.
 
-use std::net::TcpListener;
-use std::process::Stdio;
 use std::time::Duration;
 
 use logic::LogicSettings;
 use secrecy::SecretString;
 use testkit::TestEnv;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use testkit::leaks::{Running, Seen, assert_no_secret, distinctive, free_port};
 use uuid::Uuid;
 
 const PRESENTATION: &str = env!("CARGO_BIN_EXE_presentation");
-
-fn distinctive(what: &str) -> String {
-    format!("{what}{}", Uuid::new_v4().simple())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The `presentation` binary with its output collected.
-struct Running {
-    child: Child,
-    output: tokio::task::JoinHandle<String>,
-}
-
-fn start(envs: &[(&str, String)]) -> Running {
-    let mut child = Command::new(PRESENTATION)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting presentation");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let output = tokio::spawn(async move {
-        let (mut out, mut err) = (String::new(), String::new());
-        let _ = tokio::join!(
-            stdout.read_to_string(&mut out),
-            stderr.read_to_string(&mut err)
-        );
-        out + &err
-    });
-    Running { child, output }
-}
-
-impl Running {
-    async fn stop(mut self) -> String {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
-        let _ = self.child.kill().await;
-        self.output.await.expect("output reader")
-    }
-
-    async fn finish(mut self) -> (bool, String) {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("presentation exits")
-            .expect("exit status");
-        (status.success(), self.output.await.expect("output reader"))
-    }
-}
-
-/// Everything a browser saw: statuses, headers (cookies included) and bodies.
-#[derive(Default)]
-struct Seen(String);
-
-impl Seen {
-    async fn send(&mut self, what: &str, req: reqwest::RequestBuilder) -> (u16, String) {
-        let res = match req.send().await {
-            Ok(res) => res,
-            Err(err) => {
-                self.0.push_str(&format!("{what}: no answer: {err}\n"));
-                return (0, String::new());
-            }
-        };
-        let status = res.status().as_u16();
-        self.0
-            .push_str(&format!("{what}: {status}\n{:?}\n", res.headers()));
-        let body = res.text().await.unwrap_or_default();
-        self.0.push_str(&body);
-        self.0.push('\n');
-        (status, body)
-    }
-}
 
 fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf_token\"").expect("a CSRF field");
@@ -108,20 +20,6 @@ fn csrf(html: &str) -> String {
     let start = rest.find("value=\"").expect("value") + 7;
     let end = rest[start..].find('"').expect("end");
     rest[start..start + end].to_owned()
-}
-
-fn assert_no_secret(place: &str, text: &str, secrets: &[(&str, &str)]) {
-    for (name, value) in secrets {
-        assert!(
-            !text.contains(value),
-            "the {name} appears in {place}:\n{}",
-            text.lines()
-                .filter(|l| l.contains(value))
-                .take(5)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -153,15 +51,19 @@ async fn no_secret_reaches_the_logs_the_pages_or_the_metrics() {
     std::fs::write(&token_file, &logic_token).expect("write");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let running = start(&[
-        ("STRATA_PROFILE", "production".to_owned()),
-        ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-        ("LOGIC_URL", logic_url),
-        ("COOKIE_KEY", cookie_key.clone()),
-        ("OPS_PASSWORD_HASH_FILE", hash_file.display().to_string()),
-        ("LOGIC_ADMIN_TOKEN_FILE", token_file.display().to_string()),
-        ("RUST_LOG", "debug".to_owned()),
-    ]);
+    let running = Running::start(
+        PRESENTATION,
+        &[
+            ("STRATA_PROFILE", "production".to_owned()),
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("LOGIC_URL", logic_url),
+            ("COOKIE_KEY", cookie_key.clone()),
+            ("OPS_PASSWORD_HASH_FILE", hash_file.display().to_string()),
+            ("LOGIC_ADMIN_TOKEN_FILE", token_file.display().to_string()),
+            ("RUST_LOG", "debug".to_owned()),
+        ],
+        &[],
+    );
     let http = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -292,7 +194,7 @@ async fn refused(envs: &[(&str, &str)]) -> String {
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
     ];
     all.extend(envs.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let (ok, output) = start(&all).finish().await;
+    let (ok, output) = Running::start(PRESENTATION, &all, &[]).finish().await;
     assert!(!ok, "presentation started with {all:?}:\n{output}");
     output
 }

@@ -7,6 +7,7 @@
 //! (amqp://guest:guest@127.0.0.1:5672), `TEST_RABBITMQ_API` (http://127.0.0.1:15672, user
 //! guest/guest), `TEST_REDIS_URL` (redis://127.0.0.1:6379).
 
+pub mod leaks;
 pub mod proxy;
 
 use std::time::{Duration, Instant};
