@@ -4,7 +4,7 @@ use contracts::{
     AuditAction, Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage,
     ProductPatch,
 };
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::audit::{self, Caller, Record};
 use crate::outbox;
@@ -122,7 +122,8 @@ pub async fn update(
     traceparent: Option<String>,
     caller: &Caller,
 ) -> sqlx::Result<Option<Product>> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
     let row: Option<ProductRow> = sqlx::query_as(
         "UPDATE products SET \
            name = COALESCE($2, name), \
@@ -158,6 +159,7 @@ pub async fn update(
     );
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
+    outbox::announce(&mut conn).await;
     Ok(Some(row.into()))
 }
 

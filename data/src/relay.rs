@@ -195,11 +195,14 @@ pub async fn run(
         .without_max_times();
     let mut backoff = backoff_builder.build();
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_backlog = std::time::Instant::now() - Duration::from_secs(3600);
+    // Commits in this process wake the relay in memory; other processes' through LISTEN.
+    let local = crate::outbox::LocalRelay::register();
 
     while !cancel.is_cancelled() {
         if listener.is_none() {
             listener = match PgListener::connect_with(&pool).await {
-                Ok(mut l) => match l.listen("strata_outbox").await {
+                Ok(mut l) => match l.listen(crate::outbox::CHANNEL).await {
                     Ok(()) => Some(l),
                     Err(_) => None,
                 },
@@ -221,8 +224,13 @@ pub async fn run(
                 }
             };
         }
-        if let Ok(backlog) = crate::outbox::backlog(&pool).await {
-            metrics::gauge!("strata_outbox_backlog").set(backlog as f64);
+        // The gauge is scraped every few seconds: counting once a second is enough, and
+        // keeps a query off every wake-up under load.
+        if last_backlog.elapsed() >= Duration::from_secs(1) {
+            last_backlog = std::time::Instant::now();
+            if let Ok(backlog) = crate::outbox::backlog(&pool).await {
+                metrics::gauge!("strata_outbox_backlog").set(backlog as f64);
+            }
         }
 
         let published_full_batch;
@@ -284,6 +292,7 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = local.woken() => {}
             ok = wait => if !ok { listener = None; },
         }
     }
