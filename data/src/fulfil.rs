@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use contracts::{EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::outbox;
@@ -47,6 +47,63 @@ impl FulfilError {
     }
 }
 
+/// The first statement of the transaction: records the message as processed (a
+/// concurrent copy of the same message waits on this unique key until we commit), then,
+/// only if it is new, locks the order and, only if the order is not final yet, its
+/// products, in sku order so concurrent workers never deadlock. NO KEY UPDATE, not UPDATE:
+/// the key is never changed here, and this lock mode leaves the KEY SHARE locks that order
+/// placement takes (through the order_lines foreign key) free, so placing an order never
+/// waits on a payment in progress nor deadlocks with it. `bench/pgbench/fulfil.sql` runs
+/// the same statements.
+const CLAIM: &str = "\
+WITH first AS (
+    INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
+    ON CONFLICT DO NOTHING
+    RETURNING true AS first
+),
+the_order AS (
+    SELECT status, total_cents FROM orders
+    WHERE id = $3 AND EXISTS (SELECT FROM first)
+    FOR UPDATE
+),
+the_lines AS (
+    SELECT l.sku, l.quantity, p.stock FROM order_lines l
+    JOIN products p ON p.sku = l.sku
+    WHERE l.order_id = $3 AND EXISTS (SELECT FROM the_order WHERE status = 'pending')
+    ORDER BY l.sku
+    FOR NO KEY UPDATE OF p
+)
+SELECT EXISTS (SELECT FROM first) AS first_time,
+       (SELECT status FROM the_order) AS status,
+       (SELECT total_cents FROM the_order) AS total_cents,
+       ARRAY(SELECT sku FROM the_lines ORDER BY sku) AS skus,
+       ARRAY(SELECT quantity FROM the_lines ORDER BY sku) AS quantities,
+       ARRAY(SELECT stock FROM the_lines ORDER BY sku) AS stocks";
+
+/// The second statement: takes the stock (no line when the order is rejected), sets the
+/// status and writes the outcome's event to the outbox.
+const SETTLE: &str = "\
+WITH stock AS (
+    UPDATE products p SET stock = p.stock - l.quantity, updated_at = now()
+    FROM unnest($1::text[], $2::int[]) AS l (sku, quantity)
+    WHERE p.sku = l.sku
+),
+settled AS (
+    UPDATE orders SET status = $3, reason = $4, updated_at = now() WHERE id = $5
+)
+INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
+VALUES ($6, $7, $8, $9, $10, $11)";
+
+#[derive(sqlx::FromRow)]
+struct Claim {
+    first_time: bool,
+    status: Option<String>,
+    total_cents: Option<i64>,
+    skus: Vec<String>,
+    quantities: Vec<i32>,
+    stocks: Vec<i32>,
+}
+
 /// Runs the fulfilment transaction. `charge` is called only when every line is in stock,
 /// while the product rows are locked, so concurrent workers can never oversell.
 #[tracing::instrument(skip(pool, charge, traceparent), fields(outcome))]
@@ -61,29 +118,19 @@ where
     F: FnOnce(i64) -> Fut,
     Fut: Future<Output = Payment>,
 {
-    let mut tx = pool.begin().await?;
-    // A concurrent copy of the same message waits on this unique key until we commit.
-    let first_time = sqlx::query(
-        "INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(CONSUMER)
-    .bind(message_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !first_time {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let claim: Claim = sqlx::query_as(CLAIM)
+        .bind(CONSUMER)
+        .bind(message_id)
+        .bind(order_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !claim.first_time {
         tx.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-
-    let order: Option<(String, i64)> =
-        sqlx::query_as("SELECT status, total_cents FROM orders WHERE id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, total_cents)) = order else {
+    let (Some(status), Some(total_cents)) = (claim.status, claim.total_cents) else {
         tx.rollback().await?;
         return Err(FulfilError::UnknownOrder(order_id));
     };
@@ -93,78 +140,73 @@ where
         return Ok(Outcome::AlreadyFinal(status));
     }
 
-    // Lock the products in a fixed order (by sku) so concurrent workers never deadlock.
-    // NO KEY UPDATE, not UPDATE: the key is never changed here, and this lock mode leaves
-    // the KEY SHARE locks that order placement takes (through the order_lines foreign key)
-    // free, so placing an order never waits on a payment in progress nor deadlocks with it.
-    let lines: Vec<(String, i32, i32)> = sqlx::query_as(
-        "SELECT l.sku, l.quantity, p.stock FROM order_lines l \
-         JOIN products p ON p.sku = l.sku \
-         WHERE l.order_id = $1 ORDER BY l.sku FOR NO KEY UPDATE OF p",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let in_stock = lines.iter().all(|(_, quantity, stock)| stock >= quantity);
-
+    let in_stock = claim
+        .quantities
+        .iter()
+        .zip(&claim.stocks)
+        .all(|(quantity, stock)| stock >= quantity);
     let outcome = if !in_stock {
         Outcome::Rejected("out_of_stock".to_owned())
     } else {
         match charge(total_cents).await {
             Payment::Declined => Outcome::Rejected("payment_declined".to_owned()),
-            Payment::Approved => {
-                let skus: Vec<&str> = lines.iter().map(|(s, _, _)| s.as_str()).collect();
-                let quantities: Vec<i32> = lines.iter().map(|(_, q, _)| *q).collect();
-                sqlx::query(
-                    "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() \
-                     FROM unnest($1::text[], $2::int[]) AS l(sku, quantity) \
-                     WHERE p.sku = l.sku",
-                )
-                .bind(&skus)
-                .bind(&quantities)
-                .execute(&mut *tx)
-                .await?;
-                Outcome::Fulfilled
-            }
+            Payment::Approved => Outcome::Fulfilled,
         }
     };
 
-    match &outcome {
-        Outcome::Fulfilled => {
-            sqlx::query("UPDATE orders SET status = 'fulfilled', updated_at = now() WHERE id = $1")
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-            let event = Envelope::new(
+    let no_lines: (Vec<String>, Vec<i32>) = (Vec::new(), Vec::new());
+    let (taken, status, reason, event) = match &outcome {
+        Outcome::Fulfilled => (
+            (claim.skus, claim.quantities),
+            OrderStatus::Fulfilled,
+            None,
+            Event::Fulfilled(Envelope::new(
                 OrderFulfilled {
                     order_id,
                     total_cents,
                 },
                 traceparent,
-            );
-            outbox::enqueue(&mut tx, EVENTS_EXCHANGE, "order.fulfilled", &event).await?;
-        }
-        Outcome::Rejected(reason) => {
-            sqlx::query(
-                "UPDATE orders SET status = 'rejected', reason = $2, updated_at = now() \
-                 WHERE id = $1",
-            )
-            .bind(order_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-            let event = Envelope::new(
+            )),
+        ),
+        Outcome::Rejected(reason) => (
+            no_lines,
+            OrderStatus::Rejected,
+            Some(reason.as_str()),
+            Event::Rejected(Envelope::new(
                 OrderRejected {
                     order_id,
                     reason: reason.clone(),
                 },
                 traceparent,
-            );
-            outbox::enqueue(&mut tx, EVENTS_EXCHANGE, "order.rejected", &event).await?;
-        }
-        Outcome::Duplicate | Outcome::AlreadyFinal(_) => {}
-    }
+            )),
+        ),
+        Outcome::Duplicate | Outcome::AlreadyFinal(_) => unreachable!("settled above"),
+    };
+    let message = match &event {
+        Event::Fulfilled(e) => outbox::Message::new(EVENTS_EXCHANGE, "order.fulfilled", e)?,
+        Event::Rejected(e) => outbox::Message::new(EVENTS_EXCHANGE, "order.rejected", e)?,
+    };
+    sqlx::query(SETTLE)
+        .bind(&taken.0)
+        .bind(&taken.1)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(order_id)
+        .bind(message.message_id)
+        .bind(message.exchange)
+        .bind(message.routing_key)
+        .bind(message.kind)
+        .bind(&message.body)
+        .bind(message.traceparent)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
+    outbox::announce(&mut conn).await;
     tracing::Span::current().record("outcome", tracing::field::debug(&outcome));
     Ok(outcome)
+}
+
+enum Event {
+    Fulfilled(Envelope<OrderFulfilled>),
+    Rejected(Envelope<OrderRejected>),
 }

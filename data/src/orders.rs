@@ -72,6 +72,69 @@ pub async fn place_recorded(
     place_as(pool, order, idempotency_key, traceparent, Some(caller)).await
 }
 
+/// Places an order in ONE statement, so one round trip to Postgres: the prices are read,
+/// and only when every sku exists and the idempotency key (if any) is new are the order,
+/// its lines, the key, the outbox message and the audit entry inserted. A statement is a
+/// transaction of its own: all of it commits or none. The answer says which case it was.
+/// `bench/pgbench/place.sql` runs the same statement.
+const PLACE: &str = "\
+WITH line AS (
+    SELECT i.line_no, i.sku, i.quantity, p.price_cents
+    FROM unnest($2::smallint[], $3::text[], $4::int[]) AS i (line_no, sku, quantity)
+    JOIN products p ON p.sku = i.sku
+),
+priced AS (
+    SELECT count(*) = cardinality($3::text[]) AS complete,
+           coalesce(sum(quantity::bigint * price_cents), 0)::bigint AS total,
+           array_agg(sku ORDER BY line_no) AS skus,
+           array_agg(price_cents ORDER BY line_no) AS prices
+    FROM line
+),
+-- A concurrent request with the same key waits here until the first one commits.
+new_key AS (
+    INSERT INTO idempotency_keys (key, request_hash, order_id)
+    SELECT $5::text, $6::text, $1::uuid FROM priced WHERE complete AND $5::text IS NOT NULL
+    ON CONFLICT (key) DO NOTHING
+    RETURNING order_id
+),
+go AS (
+    SELECT total FROM priced
+    WHERE complete AND ($5::text IS NULL OR EXISTS (SELECT FROM new_key))
+),
+placed AS (
+    INSERT INTO orders (id, email, total_cents) SELECT $1::uuid, $7::text, total FROM go
+    RETURNING status, created_at, updated_at
+),
+lines AS (
+    INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents)
+    SELECT $1::uuid, line_no, sku, quantity, price_cents FROM line
+    WHERE EXISTS (SELECT FROM go)
+),
+message AS (
+    INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
+    SELECT $8::uuid, $9::text, $10::text, $11::text, $12::jsonb, $13::text FROM go
+),
+audit AS (
+    INSERT INTO audit_log (actor, action, target, outcome, request_id, trace_id, detail)
+    SELECT $14::text, 'order.place', 'order:' || $1::uuid, 'success', $15::uuid, $16::text,
+           $17::jsonb || jsonb_build_object('total_cents', total)
+    FROM go WHERE $14::text IS NOT NULL
+)
+SELECT priced.complete, priced.total, priced.skus, priced.prices,
+       placed.status, placed.created_at, placed.updated_at
+FROM priced LEFT JOIN placed ON true";
+
+#[derive(sqlx::FromRow)]
+struct PlaceRow {
+    complete: bool,
+    total: i64,
+    skus: Option<Vec<String>>,
+    prices: Option<Vec<i64>>,
+    status: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
 #[tracing::instrument(skip(pool, order, traceparent, caller), fields(order.id))]
 async fn place_as(
     pool: &PgPool,
@@ -80,107 +143,112 @@ async fn place_as(
     traceparent: Option<String>,
     caller: Option<&Caller>,
 ) -> Result<(Order, Placement), PlaceOrderError> {
-    let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
-    let mut tx = pool.begin().await?;
-    let prices: Vec<(String, i64)> =
-        sqlx::query_as("SELECT sku, price_cents FROM products WHERE sku = ANY($1)")
-            .bind(&skus)
-            .fetch_all(&mut *tx)
-            .await?;
-    let price_of = |sku: &str| prices.iter().find(|(s, _)| s == sku).map(|(_, p)| *p);
-    let mut unit_prices = Vec::with_capacity(order.lines.len());
-    for line in &order.lines {
-        match price_of(&line.sku) {
-            Some(price) => unit_prices.push(price),
-            None => return Err(PlaceOrderError::UnknownSku(line.sku.clone())),
-        }
-    }
-    let total: i64 = order
-        .lines
-        .iter()
-        .zip(&unit_prices)
-        .map(|(l, p)| i64::from(l.quantity) * p)
-        .sum();
-
+    let line_nos: Vec<i16> = (1..=order.lines.len() as i16).collect();
+    let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
+    let hash = idempotency_key.map(|_| request_hash(order));
     let id = Uuid::now_v7();
     tracing::Span::current().record("order.id", tracing::field::display(id));
-    sqlx::query("INSERT INTO orders (id, email, total_cents) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(&order.email)
-        .bind(total)
-        .execute(&mut *tx)
-        .await?;
-    let line_nos: Vec<i16> = (1..=order.lines.len() as i16).collect();
-    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents) \
-         SELECT $1, * FROM unnest($2::smallint[], $3::text[], $4::int[], $5::bigint[])",
-    )
-    .bind(id)
-    .bind(&line_nos)
-    .bind(&skus)
-    .bind(&quantities)
-    .bind(&unit_prices)
-    .execute(&mut *tx)
-    .await?;
+    let command = Envelope::new(FulfilOrder { order_id: id }, traceparent);
+    let message = outbox::Message::new(COMMANDS_EXCHANGE, FULFIL_ROUTING_KEY, &command)?;
+    let detail = serde_json::json!({
+        "lines": order.lines.len(),
+        "idempotency_key": idempotency_key.is_some(),
+    });
 
-    if let Some(key) = idempotency_key {
-        let hash = request_hash(order);
-        // A concurrent request with the same key waits here until the first commits.
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(&hash)
+    let mut conn = pool.acquire().await?;
+    let row: PlaceRow = sqlx::query_as(PLACE)
         .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            let (stored_hash, order_id): (String, Uuid) = sqlx::query_as(
-                "SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1",
-            )
+        .bind(&line_nos)
+        .bind(&skus)
+        .bind(&quantities)
+        .bind(idempotency_key)
+        .bind(&hash)
+        .bind(&order.email)
+        .bind(message.message_id)
+        .bind(message.exchange)
+        .bind(message.routing_key)
+        .bind(message.kind)
+        .bind(&message.body)
+        .bind(message.traceparent)
+        .bind(caller.map(|c| c.actor.as_str()))
+        .bind(caller.and_then(|c| c.request_id))
+        .bind(caller.and_then(|c| c.trace_id.as_deref()))
+        .bind(&detail)
+        .fetch_one(&mut *conn)
+        .await?;
+
+    if !row.complete {
+        let found = row.skus.unwrap_or_default();
+        let missing = order
+            .lines
+            .iter()
+            .find(|l| !found.contains(&l.sku))
+            .map_or_else(String::new, |l| l.sku.clone());
+        return Err(PlaceOrderError::UnknownSku(missing));
+    }
+    let (Some(status), Some(created_at), Some(updated_at)) =
+        (row.status, row.created_at, row.updated_at)
+    else {
+        // Every sku exists but nothing was inserted: the key was used before.
+        drop(conn);
+        let key = idempotency_key.ok_or(sqlx::Error::RowNotFound)?;
+        return replay(pool, key, hash.as_deref().unwrap_or_default(), caller).await;
+    };
+    outbox::announce(&mut conn).await;
+
+    let status = OrderStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status}").into()))?;
+    let prices = row.prices.unwrap_or_default();
+    let placed = Order {
+        id,
+        status,
+        reason: None,
+        email: order.email.clone(),
+        lines: order
+            .lines
+            .iter()
+            .zip(prices)
+            .map(|(l, unit_price_cents)| OrderLine {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price_cents,
+            })
+            .collect(),
+        total_cents: row.total,
+        created_at,
+        updated_at,
+    };
+    Ok((placed, Placement::Created))
+}
+
+/// The answer to a request whose idempotency key is taken: the first order when the
+/// request is the same, an error when it is not.
+async fn replay(
+    pool: &PgPool,
+    key: &str,
+    hash: &str,
+    caller: Option<&Caller>,
+) -> Result<(Order, Placement), PlaceOrderError> {
+    let (stored_hash, order_id): (String, Uuid) =
+        sqlx::query_as("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
             .bind(key)
             .fetch_one(pool)
             .await?;
-            if stored_hash != hash {
-                return Err(PlaceOrderError::IdempotencyKeyReused);
-            }
-            let existing = get(pool, order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-            if let Some(caller) = caller {
-                let entry = Record::success(
-                    caller,
-                    AuditAction::OrderPlace,
-                    Some(format!("order:{order_id}")),
-                    serde_json::json!({"replayed": true}),
-                );
-                audit::record_alone(pool, &entry).await?;
-            }
-            return Ok((existing, Placement::Replayed));
-        }
+    if stored_hash != hash {
+        return Err(PlaceOrderError::IdempotencyKeyReused);
     }
-
-    let command = Envelope::new(FulfilOrder { order_id: id }, traceparent);
-    outbox::enqueue(&mut tx, COMMANDS_EXCHANGE, FULFIL_ROUTING_KEY, &command).await?;
+    let existing = get(pool, order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
     if let Some(caller) = caller {
         let entry = Record::success(
             caller,
             AuditAction::OrderPlace,
-            Some(format!("order:{id}")),
-            serde_json::json!({
-                "lines": order.lines.len(),
-                "total_cents": total,
-                "idempotency_key": idempotency_key.is_some(),
-            }),
+            Some(format!("order:{order_id}")),
+            serde_json::json!({"replayed": true}),
         );
-        audit::record(&mut tx, &entry).await?;
+        audit::record_alone(pool, &entry).await?;
     }
-    // Read back inside the transaction: once it commits, nothing can fail any more.
-    let placed = fetch(&mut tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-    tx.commit().await?;
-    Ok((placed, Placement::Created))
+    Ok((existing, Placement::Replayed))
 }
 
 #[tracing::instrument(skip(pool))]
