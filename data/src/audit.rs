@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use contracts::{AuditAction, AuditEntry, AuditOutcome, AuditPage};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// Who made a call and under which request: taken once per request by the API.
@@ -133,45 +133,51 @@ impl TryFrom<Row> for AuditEntry {
     }
 }
 
-const FILTER: &str = "WHERE ($1::text IS NULL OR action = $1) \
-    AND ($2::text IS NULL OR actor = $2) \
-    AND ($3::text IS NULL OR target = $3) \
-    AND ($4::text IS NULL OR outcome = $4) \
-    AND ($5::uuid IS NULL OR request_id = $5) \
-    AND ($6::text IS NULL OR trace_id = $6) \
-    AND ($7::timestamptz IS NULL OR at >= $7) \
-    AND ($8::timestamptz IS NULL OR at < $8)";
+/// `select` followed by a WHERE clause of the filters that are set, and only those: a
+/// statement per combination, each planned for its own filters and indexes (connections
+/// use generic plans, see `db::pool`).
+fn filtered<'a>(select: &str, query: &'a AuditQuery) -> QueryBuilder<'a, Postgres> {
+    let mut builder = QueryBuilder::new(select);
+    let mut separator = " WHERE ";
+    macro_rules! filter {
+        ($value:expr, $condition:literal) => {
+            if let Some(value) = $value {
+                builder.push(separator).push($condition).push_bind(value);
+                separator = " AND ";
+            }
+        };
+    }
+    filter!(query.action.map(AuditAction::as_str), "action = ");
+    filter!(&query.actor, "actor = ");
+    filter!(&query.target, "target = ");
+    filter!(query.outcome.map(AuditOutcome::as_str), "outcome = ");
+    filter!(query.request_id, "request_id = ");
+    filter!(&query.trace_id, "trace_id = ");
+    filter!(query.since, "at >= ");
+    filter!(query.until, "at < ");
+    let _ = separator;
+    builder
+}
 
 /// A page of entries matching the filters, newest first, and how many match in all.
 #[tracing::instrument(skip(pool))]
 pub async fn list(pool: &PgPool, query: &AuditQuery) -> sqlx::Result<AuditPage> {
-    macro_rules! filtered {
-        ($q:expr) => {
-            $q.bind(query.action.map(AuditAction::as_str))
-                .bind(&query.actor)
-                .bind(&query.target)
-                .bind(query.outcome.map(AuditOutcome::as_str))
-                .bind(query.request_id)
-                .bind(&query.trace_id)
-                .bind(query.since)
-                .bind(query.until)
-        };
-    }
-    let total: i64 = filtered!(sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM audit_log {FILTER}"
-    )))
-    .fetch_one(pool)
-    .await?;
+    let total: i64 = filtered("SELECT count(*) FROM audit_log", query)
+        .build_query_scalar()
+        .fetch_one(pool)
+        .await?;
     let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
-    let rows: Vec<Row> = filtered!(sqlx::query_as(&format!(
+    let mut select = filtered(
         "SELECT id, at, actor, action, target, outcome, error_code, request_id, trace_id, \
-                detail \
-         FROM audit_log {FILTER} ORDER BY at DESC, id DESC LIMIT $9 OFFSET $10"
-    )))
-    .bind(i64::from(query.per_page))
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+                detail FROM audit_log",
+        query,
+    );
+    select
+        .push(" ORDER BY at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(query.per_page))
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows: Vec<Row> = select.build_query_as().fetch_all(pool).await?;
     Ok(AuditPage {
         items: rows
             .into_iter()

@@ -4,7 +4,7 @@ use contracts::{
     AuditAction, Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage,
     ProductPatch,
 };
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder};
 
 use crate::audit::{self, Caller, Record};
 use crate::outbox;
@@ -55,27 +55,54 @@ fn like_pattern(q: &str) -> String {
     out
 }
 
+/// `select` followed by a WHERE clause of the filters that are set, and only those: a
+/// statement per combination, so that each is planned for its own filters (connections
+/// use generic plans, see `db::pool`).
+fn filtered<'a>(
+    select: &str,
+    category: &'a Option<String>,
+    pattern: &'a Option<String>,
+) -> QueryBuilder<'a, Postgres> {
+    let mut builder = QueryBuilder::new(select);
+    let mut separator = " WHERE ";
+    if let Some(category) = category {
+        builder
+            .push(separator)
+            .push("category = ")
+            .push_bind(category);
+        separator = " AND ";
+    }
+    if let Some(pattern) = pattern {
+        builder
+            .push(separator)
+            .push("(name ILIKE ")
+            .push_bind(pattern)
+            .push(" OR description ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    builder
+}
+
 #[tracing::instrument(skip(pool))]
 pub async fn list(pool: &PgPool, query: &ProductQuery) -> sqlx::Result<ProductPage> {
     let pattern = query.q.as_deref().map(like_pattern);
-    let filter = "WHERE ($1::text IS NULL OR category = $1) \
-                  AND ($2::text IS NULL OR name ILIKE $2 OR description ILIKE $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM products {filter}"))
-        .bind(&query.category)
-        .bind(&pattern)
+    let total: i64 = filtered("SELECT count(*) FROM products", &query.category, &pattern)
+        .build_query_scalar()
         .fetch_one(pool)
         .await?;
     let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
-    let rows: Vec<ProductRow> = sqlx::query_as(&format!(
-        "SELECT sku, name, description, category, price_cents, stock FROM products {filter} \
-         ORDER BY sku LIMIT $3 OFFSET $4"
-    ))
-    .bind(&query.category)
-    .bind(&pattern)
-    .bind(i64::from(query.per_page))
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+    let mut select = filtered(
+        "SELECT sku, name, description, category, price_cents, stock FROM products",
+        &query.category,
+        &pattern,
+    );
+    select
+        .push(" ORDER BY sku LIMIT ")
+        .push_bind(i64::from(query.per_page))
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows: Vec<ProductRow> = select.build_query_as().fetch_all(pool).await?;
     Ok(ProductPage {
         items: rows.into_iter().map(Product::from).collect(),
         page: query.page,
