@@ -1,7 +1,16 @@
 //! One tracing subscriber per binary: `RUST_LOG` filter (default given by the binary), and
 //! JSON lines instead of text when `RUST_LOG_FORMAT=json`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
+
+/// Colours only for a person at a terminal (and not with `NO_COLOR`): in a log file or a
+/// collector the escape codes are noise, and the fmt layer styles every span field of every
+/// request when the span is created, whether or not a line is ever printed.
+pub fn ansi() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// Installs the global subscriber; later calls (tests start many apps) do nothing.
 pub fn init(default_filter: &str) {
@@ -10,7 +19,8 @@ pub fn init(default_filter: &str) {
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi());
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
