@@ -84,6 +84,11 @@ impl LocalRelay {
         LocalRelay(notify)
     }
 
+    /// The wake-up itself, for a task that forwards other processes' notifications.
+    pub(crate) fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.0)
+    }
+
     /// Resolves at the next [`announce`] in this process (at once if one came since the
     /// last wait).
     pub(crate) async fn woken(&self) {

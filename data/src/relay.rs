@@ -6,6 +6,7 @@
 //! concurrently. A crash between confirm and commit republishes the row later: delivery is
 //! at least once and consumers deduplicate by message id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,6 +16,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -179,6 +181,50 @@ async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyh
     Ok(confirmed.len())
 }
 
+/// Forwards the `NOTIFY`s of other processes' commits to the relay's wake-up until
+/// `cancel` fires, reconnecting after a lost connection.
+async fn listen(pool: PgPool, wake: Arc<Notify>, cancel: CancellationToken) {
+    while !cancel.is_cancelled() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(crate::outbox::CHANNEL).await {
+                Ok(()) => l,
+                Err(_) => {
+                    pause(&cancel).await;
+                    continue;
+                }
+            },
+            Err(_) => {
+                pause(&cancel).await;
+                continue;
+            }
+        };
+        loop {
+            let received = tokio::select! {
+                _ = cancel.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(_)) => wake.notify_one(),
+                // The connection was lost: the relay polls meanwhile; catch up once
+                // reconnected, since notifications sent in between are gone.
+                Ok(None) => wake.notify_one(),
+                Err(_) => {
+                    wake.notify_one();
+                    pause(&cancel).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn pause(cancel: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+}
+
 /// Runs the relay until `cancel` fires. Broker and database outages are waited out with
 /// exponential backoff; nothing is lost because rows stay in the outbox until confirmed.
 pub async fn run(
@@ -188,7 +234,6 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut publisher: Option<Publisher> = None;
-    let mut listener: Option<PgListener> = None;
     let backoff_builder = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
@@ -196,19 +241,13 @@ pub async fn run(
     let mut backoff = backoff_builder.build();
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
     let mut last_backlog = std::time::Instant::now() - Duration::from_secs(3600);
-    // Commits in this process wake the relay in memory; other processes' through LISTEN.
+    // Commits in this process wake the relay in memory; other processes' through LISTEN,
+    // forwarded by a task of its own into the same wake-up. A wake-up holds at most one
+    // permit, so a burst of commits during a batch costs one more batch, not one per commit.
     let local = crate::outbox::LocalRelay::register();
+    let listening = tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token()));
 
     while !cancel.is_cancelled() {
-        if listener.is_none() {
-            listener = match PgListener::connect_with(&pool).await {
-                Ok(mut l) => match l.listen(crate::outbox::CHANNEL).await {
-                    Ok(()) => Some(l),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
-        }
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
             publisher = match Publisher::open(&settings, &config.connection_name).await {
                 Ok(p) => {
@@ -274,28 +313,14 @@ pub async fn run(
         if published_full_batch {
             continue;
         }
-        // Sleep until a commit notifies us, the poll interval passes, or we are stopped.
-        let wait = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    if l.try_recv().await.is_err() {
-                        return false;
-                    }
-                    true
-                }
-                None => {
-                    std::future::pending::<()>().await;
-                    true
-                }
-            }
-        };
+        // Sleep until a commit wakes us, the poll interval passes, or we are stopped.
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(config.poll_interval) => {}
             _ = local.woken() => {}
-            ok = wait => if !ok { listener = None; },
         }
     }
+    listening.abort();
     if let Some(p) = publisher {
         let _ = p.connection.close(200, "relay stopping".into()).await;
     }
