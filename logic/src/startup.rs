@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
@@ -15,12 +14,11 @@ use data::cache::Cache;
 use data::relay::{self, RelayConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing_actix_web::TracingLogger;
 
 use crate::LogicSettings;
 use crate::auth::AdminToken;
 use crate::error::ApiError;
-use crate::observability::{self, TracedRootSpan};
+use crate::observability::{self, Telemetry};
 use crate::routes::{self, AppState};
 
 /// Largest accepted request body.
@@ -126,8 +124,7 @@ impl Application {
                     web::PathConfig::default()
                         .error_handler(|err, _| ApiError::InvalidQuery(err.to_string()).into()),
                 )
-                .wrap(from_fn(observability::record))
-                .wrap(TracingLogger::<TracedRootSpan>::new())
+                .wrap(Telemetry)
                 .service(routes::health::healthz)
                 .service(routes::health::readyz)
                 .service(routes::health::metrics)

@@ -2,24 +2,23 @@
 //! did not succeed (successful changes record themselves inside their own transaction), and
 //! `GET /api/v1/audit` (admin) to read the trail.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use contracts::{AuditAction, AuditOutcome, AuditPage, ErrorBody, MAX_PER_PAGE};
 use data::audit::{AuditQuery, Caller, Record};
 use serde::Deserialize;
-use tracing_actix_web::RequestId;
 use uuid::Uuid;
 
 use crate::auth::AdminToken;
 use crate::error::ApiError;
-use crate::observability::trace_context;
+use crate::observability::{request_id, trace_context};
 use crate::routes::AppState;
 
 /// The caller of this request as the audit trail names it.
 pub fn caller(req: &HttpRequest, admin: &AdminToken) -> Caller {
     Caller {
         actor: admin.actor(req).to_owned(),
-        request_id: req.extensions().get::<RequestId>().map(|id| **id),
+        request_id: request_id(req),
         trace_id: Some(trace_context(req).trace_id_hex()),
     }
 }

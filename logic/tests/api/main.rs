@@ -7,3 +7,4 @@ mod helpers;
 mod ops;
 mod orders;
 mod resilience;
+mod telemetry;
