@@ -75,7 +75,7 @@ impl ListParams {
     (status = 400, description = "invalid query (`invalid_query`)", body = ErrorBody),
     (status = 503, description = "Postgres unreachable", body = ErrorBody),
 ))]
-#[get("/api/v1/products")]
+#[get("")]
 pub async fn list(
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
@@ -125,7 +125,7 @@ pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         (status = 404, description = "no such product (`product_not_found`)", body = ErrorBody),
         (status = 503, description = "Postgres unreachable", body = ErrorBody),
     ))]
-#[get("/api/v1/products/{sku}")]
+#[get("/{sku}")]
 pub async fn get(
     state: web::Data<AppState>,
     sku: web::Path<String>,
@@ -176,7 +176,7 @@ pub async fn get(
         (status = 422, description = "invalid values (`invalid_product_patch`)", body = ErrorBody),
         (status = 503, description = "Postgres unreachable", body = ErrorBody),
     ))]
-#[patch("/api/v1/products/{sku}")]
+#[patch("/{sku}")]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
