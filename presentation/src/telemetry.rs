@@ -1,5 +1,6 @@
 //! Logs, request spans carrying a W3C trace context, and Prometheus metrics.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -19,9 +20,14 @@ pub fn init(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colours only at a terminal: the fmt layer styles every field of every request's span
+    // when the span is created, and a log file or collector has no use for escape codes.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -69,7 +75,7 @@ impl RootSpanBuilder for EdgeRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let context = TraceParent::new_root();
         request.extensions_mut().insert(context);
-        let trace_id = context.trace_id_hex();
+        let trace_id = context.trace_id_text();
         tracing_actix_web::root_span!(request, trace_id = %trace_id)
     }
 
@@ -106,7 +112,7 @@ pub async fn record<B: MessageBody>(
     });
     let context = res.request().extensions().get::<TraceParent>().copied();
     if let Some(context) = context
-        && let Ok(value) = HeaderValue::from_str(&context.to_string())
+        && let Ok(value) = HeaderValue::from_bytes(context.header_text().as_bytes())
     {
         res.headers_mut()
             .insert(HeaderName::from_static("traceresponse"), value);
