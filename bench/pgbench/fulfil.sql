@@ -33,7 +33,7 @@ SELECT EXISTS (SELECT FROM first) AS first_time,
        ARRAY(SELECT stock FROM the_lines ORDER BY sku) AS stocks \gset
 WITH stock AS (
     UPDATE products p SET stock = p.stock - l.quantity, updated_at = now()
-    FROM unnest(ARRAY[:sku]::text[], ARRAY[:quantity]::int[]) AS l (sku, quantity)
+    FROM unnest((SELECT ARRAY[:sku]::text[]), (SELECT ARRAY[:quantity]::int[])) AS l (sku, quantity)
     WHERE p.sku = l.sku
 ),
 settled AS (

@@ -14,7 +14,7 @@
 \set k :n * 1000 + :client_id
 WITH line AS (
     SELECT i.line_no, i.sku, i.quantity, p.price_cents
-    FROM unnest(ARRAY[1]::smallint[], ARRAY(SELECT sku FROM bench_sku WHERE i = :i), ARRAY[1]::int[]) AS i (line_no, sku, quantity)
+    FROM unnest((SELECT ARRAY[1]::smallint[]), (SELECT ARRAY(SELECT sku FROM bench_sku WHERE i = :i)), (SELECT ARRAY[1]::int[])) AS i (line_no, sku, quantity)
     JOIN products p ON p.sku = i.sku
 ),
 priced AS (

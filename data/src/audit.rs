@@ -134,8 +134,8 @@ impl TryFrom<Row> for AuditEntry {
 }
 
 /// `select` followed by a WHERE clause of the filters that are set, and only those: a
-/// statement per combination, each planned for its own filters and indexes (connections
-/// use generic plans, see `db::pool`).
+/// statement per combination, so that a plan cached for one combination (Postgres switches
+/// a prepared statement to a generic plan after five executions) never serves another.
 fn filtered<'a>(select: &str, query: &'a AuditQuery) -> QueryBuilder<'a, Postgres> {
     let mut builder = QueryBuilder::new(select);
     let mut separator = " WHERE ";

@@ -20,12 +20,6 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 /// A lazily connecting pool: the process starts even while Postgres is down and readiness
 /// reports it. Statement and lock timeouts bound every query.
 ///
-/// Prepared statements run their generic plan from the first execution. With the default
-/// (`auto`) Postgres re-planned the order placement on every execution: a custom plan that
-/// knows the arrays' lengths looks cheaper than the generic one, so every order paid for
-/// planning a statement of eight parts. Listings build a statement per combination
-/// of filters instead of `$1 IS NULL OR ...`, so their generic plans use the indexes.
-///
 /// A connection is pinged before it is handed out only when it sat idle for a while (after
 /// an outage, idle connections are the ones that went stale); a busy connection was just
 /// used, and pinging it on every acquire cost a round trip per request.
@@ -33,11 +27,7 @@ pub fn pool(settings: &DataSettings) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(settings.database_url.expose_secret())
         .context("DATABASE_URL is not a valid Postgres URL")?
         .application_name("strata")
-        .options([
-            ("statement_timeout", "30s"),
-            ("lock_timeout", "10s"),
-            ("plan_cache_mode", "force_generic_plan"),
-        ]);
+        .options([("statement_timeout", "30s"), ("lock_timeout", "10s")]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .min_connections(0)

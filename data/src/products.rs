@@ -56,8 +56,8 @@ fn like_pattern(q: &str) -> String {
 }
 
 /// `select` followed by a WHERE clause of the filters that are set, and only those: a
-/// statement per combination, so that each is planned for its own filters (connections
-/// use generic plans, see `db::pool`).
+/// statement per combination, so that a plan cached for one combination (Postgres switches
+/// a prepared statement to a generic plan after five executions) never serves another.
 fn filtered<'a>(
     select: &str,
     category: &'a Option<String>,
