@@ -42,9 +42,11 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
     )
     .await
     .expect("place");
-    testkit::eventually(Duration::from_secs(5), "the order's command published", || async {
-        (env.queue_ready(contracts::FULFIL_QUEUE).await == 1).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(5),
+        "the order's command published",
+        || async { (env.queue_ready(contracts::FULFIL_QUEUE).await == 1).then_some(()) },
+    )
     .await;
 
     // A commit of another process (a row written by SQL alone) and its NOTIFY.
@@ -60,9 +62,11 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
         .execute(&env.pool)
         .await
         .expect("notify");
-    testkit::eventually(Duration::from_secs(5), "the other process's row published", || async {
-        (env.queue_ready(contracts::FULFIL_QUEUE).await == 2).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(5),
+        "the other process's row published",
+        || async { (env.queue_ready(contracts::FULFIL_QUEUE).await == 2).then_some(()) },
+    )
     .await;
 
     stop.cancel();
