@@ -188,18 +188,13 @@ where
         Event::Fulfilled(e) => outbox::Message::new(EVENTS_EXCHANGE, "order.fulfilled", e)?,
         Event::Rejected(e) => outbox::Message::new(EVENTS_EXCHANGE, "order.rejected", e)?,
     };
-    sqlx::query(SETTLE)
+    let settle = sqlx::query(SETTLE)
         .bind(&taken.0)
         .bind(&taken.1)
         .bind(status.as_str())
         .bind(reason)
-        .bind(order_id)
-        .bind(message.message_id)
-        .bind(message.exchange)
-        .bind(message.routing_key)
-        .bind(message.kind)
-        .bind(&message.body)
-        .bind(message.traceparent)
+        .bind(order_id);
+    outbox::bind_message!(settle, message)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -163,20 +163,15 @@ async fn place_as(
     });
 
     let mut conn = pool.acquire().await?;
-    let row: PlaceRow = sqlx::query_as(PLACE)
+    let place = sqlx::query_as(PLACE)
         .bind(id)
         .bind(&line_nos)
         .bind(&skus)
         .bind(&quantities)
         .bind(idempotency_key)
         .bind(&hash)
-        .bind(&order.email)
-        .bind(message.message_id)
-        .bind(message.exchange)
-        .bind(message.routing_key)
-        .bind(message.kind)
-        .bind(&message.body)
-        .bind(message.traceparent)
+        .bind(&order.email);
+    let row: PlaceRow = outbox::bind_message!(place, message)
         .bind(caller.map(|c| c.actor.as_str()))
         .bind(caller.and_then(|c| c.request_id))
         .bind(caller.and_then(|c| c.trace_id.as_deref()))

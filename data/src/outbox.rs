@@ -44,6 +44,21 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Binds a [`Message`]'s six columns, in the order of the outbox's insert (`message_id,
+/// exchange, routing_key, kind, body, traceparent`), to the next parameters of a query.
+macro_rules! bind_message {
+    ($query:expr, $message:expr) => {
+        $query
+            .bind($message.message_id)
+            .bind($message.exchange)
+            .bind($message.routing_key)
+            .bind($message.kind)
+            .bind(&$message.body)
+            .bind($message.traceparent)
+    };
+}
+pub(crate) use bind_message;
+
 /// Writes a message to the outbox inside the caller's transaction. Call [`announce`] once
 /// the transaction has committed.
 pub async fn enqueue<T: MessageKind>(
@@ -53,16 +68,13 @@ pub async fn enqueue<T: MessageKind>(
     envelope: &Envelope<T>,
 ) -> sqlx::Result<()> {
     let message = Message::new(exchange, routing_key, envelope)?;
-    sqlx::query(
-        "INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    bind_message!(
+        sqlx::query(
+            "INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+        message
     )
-    .bind(message.message_id)
-    .bind(message.exchange)
-    .bind(message.routing_key)
-    .bind(message.kind)
-    .bind(message.body)
-    .bind(message.traceparent)
     .execute(&mut *conn)
     .await?;
     Ok(())
