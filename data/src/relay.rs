@@ -192,37 +192,30 @@ async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyh
 /// `cancel` fires, reconnecting after a lost connection.
 async fn listen(pool: PgPool, wake: Arc<Notify>, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(crate::outbox::CHANNEL).await {
-                Ok(()) => l,
-                Err(_) => {
-                    pause(&cancel).await;
-                    continue;
-                }
-            },
-            Err(_) => {
-                pause(&cancel).await;
-                continue;
-            }
+        let Ok(mut listener) = subscribe(&pool).await else {
+            pause(&cancel).await;
+            continue;
         };
         loop {
             let received = tokio::select! {
                 _ = cancel.cancelled() => return,
                 received = listener.try_recv() => received,
             };
-            match received {
-                Ok(Some(_)) => wake.notify_one(),
-                // The connection was lost: the relay polls meanwhile; catch up once
-                // reconnected, since notifications sent in between are gone.
-                Ok(None) => wake.notify_one(),
-                Err(_) => {
-                    wake.notify_one();
-                    pause(&cancel).await;
-                    break;
-                }
+            // A notification, or a lost connection (Ok(None), reconnected; Err, not yet):
+            // either way wake the relay, which catches up on what was missed in between.
+            wake.notify_one();
+            if received.is_err() {
+                pause(&cancel).await;
+                break;
             }
         }
     }
+}
+
+async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(crate::outbox::CHANNEL).await?;
+    Ok(listener)
 }
 
 async fn pause(cancel: &CancellationToken) {
