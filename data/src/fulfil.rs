@@ -198,7 +198,7 @@ where
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    outbox::announce(&mut conn).await;
+    outbox::announce(pool, &mut conn).await;
     tracing::Span::current().record("outcome", tracing::field::debug(&outcome));
     Ok(outcome)
 }

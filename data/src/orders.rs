@@ -196,7 +196,7 @@ async fn place_as(
         let key = idempotency_key.ok_or(sqlx::Error::RowNotFound)?;
         return replay(pool, key, hash.as_deref().unwrap_or_default(), caller).await;
     };
-    outbox::announce(&mut conn).await;
+    outbox::announce(pool, &mut conn).await;
 
     let status = OrderStatus::parse(&status)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status}").into()))?;

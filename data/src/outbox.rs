@@ -9,8 +9,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use contracts::{Envelope, MessageKind};
-use sqlx::PgConnection;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// The Postgres channel relays LISTEN on.
 pub const CHANNEL: &str = "strata_outbox";
@@ -80,20 +82,49 @@ pub async fn enqueue<T: MessageKind>(
     Ok(())
 }
 
-/// The relays running in this process, each woken through its own [`Notify`].
-static LOCAL_RELAYS: Mutex<Vec<Arc<Notify>>> = Mutex::new(Vec::new());
+/// The database a pool works in: in-process wake-ups go only to relays (and notifiers)
+/// of the same database, so that tests running side by side in one process, each in a
+/// database of its own, do not wake each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Database {
+    host: String,
+    port: u16,
+    name: Option<String>,
+}
 
-/// A relay's registration for in-process wake-ups; unregisters on drop.
-pub(crate) struct LocalRelay(Arc<Notify>);
+impl Database {
+    fn of(pool: &PgPool) -> Self {
+        let options = pool.connect_options();
+        Database {
+            host: options.get_host().to_owned(),
+            port: options.get_port(),
+            name: options.get_database().map(str::to_owned),
+        }
+    }
 
-impl LocalRelay {
-    pub(crate) fn register() -> Self {
+    fn is(&self, options: &PgConnectOptions) -> bool {
+        self.port == options.get_port()
+            && self.host == options.get_host()
+            && self.name.as_deref() == options.get_database()
+    }
+}
+
+/// What [`announce`] wakes in this process: relays, and the notifier of a process without
+/// one, each through its own [`Notify`].
+static WAKE_UPS: Mutex<Vec<(Database, Arc<Notify>)>> = Mutex::new(Vec::new());
+
+/// A registration for in-process wake-ups after commits in one database; unregisters on
+/// drop.
+pub(crate) struct LocalWakeUp(Arc<Notify>);
+
+impl LocalWakeUp {
+    pub(crate) fn register(pool: &PgPool) -> Self {
         let notify = Arc::new(Notify::new());
-        LOCAL_RELAYS
+        WAKE_UPS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::clone(&notify));
-        LocalRelay(notify)
+            .push((Database::of(pool), Arc::clone(&notify)));
+        LocalWakeUp(notify)
     }
 
     /// The wake-up itself, for a task that forwards other processes' notifications.
@@ -108,34 +139,89 @@ impl LocalRelay {
     }
 }
 
-impl Drop for LocalRelay {
+impl Drop for LocalWakeUp {
     fn drop(&mut self) {
-        LOCAL_RELAYS
+        WAKE_UPS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|n| !Arc::ptr_eq(n, &self.0));
+            .retain(|(_, n)| !Arc::ptr_eq(n, &self.0));
     }
 }
 
-/// Wakes the relays after a commit that wrote outbox rows. A relay in this process is woken
-/// in memory, at no cost to the database: it publishes rows of any process, so nothing
-/// more is needed. A process without a relay (the worker) sends `pg_notify` on `conn`, in
-/// a transaction of its own, to the relays that LISTEN elsewhere. Either way the relays'
-/// poll (500 ms by default) still catches a lost wake-up, which is why a failure here is
-/// only logged: the change it announces has committed.
-pub async fn announce(conn: &mut PgConnection) {
+/// Wakes the relays after a commit that wrote outbox rows through `pool` (`conn` is the
+/// connection of that commit). A relay in this process is woken in memory, at no cost to
+/// the database: it publishes rows of any process, so nothing more is needed. A process
+/// without a relay runs a [`notifier`], which sends one `pg_notify` for all the commits
+/// announced while it sent the previous one. With neither, `pg_notify` goes out on `conn`,
+/// in a transaction of its own. Either way the relays' poll (500 ms by default) still
+/// catches a lost wake-up, which is why a failure here is only logged: the change it
+/// announces has committed.
+pub async fn announce(pool: &PgPool, conn: &mut PgConnection) {
     let woke_local = {
-        let relays = LOCAL_RELAYS.lock().unwrap_or_else(PoisonError::into_inner);
-        relays.iter().for_each(|n| n.notify_one());
-        !relays.is_empty()
+        let wake_ups = WAKE_UPS.lock().unwrap_or_else(PoisonError::into_inner);
+        let options = pool.connect_options();
+        let mut woke = false;
+        for (_, notify) in wake_ups.iter().filter(|(db, _)| db.is(&options)) {
+            notify.notify_one();
+            woke = true;
+        }
+        woke
     };
-    if !woke_local
-        && let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&mut *conn)
-            .await
-    {
+    if !woke_local && let Err(err) = notify_relays(conn).await {
         tracing::warn!(error = %err, "could not wake the outbox relays; their poll will");
+    }
+}
+
+async fn notify_relays(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Sends the wake-ups of a process that writes outbox rows but runs no relay (the
+/// worker), until `cancel` fires: [`announce`] only wakes this task, which sends
+/// `pg_notify` on a connection of its own. Commits announced while a notification is
+/// under way share the next one, so under load the database sees a few notifications
+/// where it would see one per commit, and the committing task does not wait for any.
+///
+/// Every commit is covered: the task sends its next notification after the wake-up of a
+/// commit, so after that commit.
+pub async fn notifier(pool: PgPool, cancel: CancellationToken) {
+    let wake_up = LocalWakeUp::register(&pool);
+    let options = pool.connect_options();
+    let mut conn: Option<PgConnection> = None;
+    loop {
+        // A wake-up that came before the stop is still sent.
+        tokio::select! {
+            biased;
+            _ = wake_up.woken() => {}
+            _ = cancel.cancelled() => break,
+        }
+        // A connection that broke while idle (a restarted Postgres) is replaced once at
+        // once; after a second failure the next commit tries again, and the relays' poll
+        // covers this one.
+        let mut sent = Ok(());
+        for _ in 0..2 {
+            sent = match conn.as_mut() {
+                Some(c) => notify_relays(c).await,
+                None => match PgConnection::connect_with(&options).await {
+                    Ok(c) => notify_relays(conn.insert(c)).await,
+                    Err(err) => Err(err),
+                },
+            };
+            if sent.is_ok() {
+                break;
+            }
+            conn = None;
+        }
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, "could not wake the outbox relays; their poll will");
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 

@@ -186,7 +186,7 @@ pub async fn update(
     );
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
-    outbox::announce(&mut conn).await;
+    outbox::announce(pool, &mut conn).await;
     Ok(Some(row.into()))
 }
 

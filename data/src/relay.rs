@@ -15,7 +15,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -244,7 +244,12 @@ pub async fn run(
     // Commits in this process wake the relay in memory; other processes' through LISTEN,
     // forwarded by a task of its own into the same wake-up. A wake-up holds at most one
     // permit, so a burst of commits during a batch costs one more batch, not one per commit.
-    let local = crate::outbox::LocalRelay::register();
+    let local = crate::outbox::LocalWakeUp::register(&pool);
+    // The relay works on connections of its own, one for LISTEN and one for its batches,
+    // outside the pool it was given: the process's requests never wait for a relay's
+    // batch (which holds its connection until the broker confirms), nor the relay for
+    // them.
+    let pool = own_pool(&pool);
     let listening = tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token()));
 
     while !cancel.is_cancelled() {
@@ -321,7 +326,20 @@ pub async fn run(
         }
     }
     listening.abort();
+    let _ = listening.await;
     if let Some(p) = publisher {
         let _ = p.connection.close(200, "relay stopping".into()).await;
     }
+    pool.close().await;
+}
+
+/// Two connections to the database of `pool`, with its settings: one stays with the
+/// listener, the other serves the batches.
+fn own_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
 }

@@ -1,6 +1,6 @@
 //! How the outbox relay is woken after a commit, against the real Postgres and RabbitMQ.
-//! Its own test binary: the in-memory wake-up is process-wide, and another test's commits
-//! would wake this test's relay.
+//! Its own test binary: in-memory wake-ups go to every relay of the same database in the
+//! process, and the tests here count on their relays being woken by their own commits.
 
 use std::time::Duration;
 
@@ -69,6 +69,49 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
     )
     .await;
 
+    stop.cancel();
+    relay.await.expect("relay stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
+    let env = testkit::TestEnv::new().await;
+    env.product("WAKE-2", 100, 1000).await;
+    // The process's pool has one connection, and a request holds it.
+    let busy_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(env.pool.connect_options().as_ref().clone())
+        .await
+        .expect("pool");
+    let held = busy_pool.acquire().await.expect("the only connection");
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(data::relay::run(
+        busy_pool.clone(),
+        env.data.clone(),
+        RelayConfig::default(),
+        stop.clone(),
+    ));
+    data::orders::place(
+        &env.pool,
+        &PlaceOrder {
+            email: "w@example.com".to_owned(),
+            lines: vec![OrderLineRequest {
+                sku: "WAKE-2".to_owned(),
+                quantity: 1,
+            }],
+        },
+        None,
+        None,
+    )
+    .await
+    .expect("place");
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the order's command published while the pool was busy",
+        || async { (env.queue_ready(contracts::FULFIL_QUEUE).await == 1).then_some(()) },
+    )
+    .await;
+    drop(held);
     stop.cancel();
     relay.await.expect("relay stops");
 }

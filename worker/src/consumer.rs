@@ -18,6 +18,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,6 +44,8 @@ pub struct Worker {
     pool: PgPool,
     payment: PaymentGateway,
     stop: CancellationToken,
+    /// One permit per pooled connection: how many messages are processed at once.
+    slots: Arc<Semaphore>,
     readiness: Arc<Readiness>,
     /// Bound by `build` when `HEALTH_LISTEN` is set; served by `run_until_stopped`.
     health_listener: Option<TcpListener>,
@@ -131,11 +134,13 @@ impl Worker {
             .as_ref()
             .map(TcpListener::local_addr)
             .transpose()?;
+        let slots = Arc::new(Semaphore::new(data.database_max_connections.max(1) as usize));
         Ok(Worker {
             settings: WorkerSettings { data, ..settings },
             pool,
             payment,
             stop: CancellationToken::new(),
+            slots,
             readiness: Arc::new(Readiness::default()),
             health_listener,
             health_addr,
@@ -176,6 +181,13 @@ impl Worker {
             None => None,
         };
         let stop = self.stop.clone();
+        // The wake-ups of the relays after each commit, sent by a task of their own; it
+        // stops after the drain, so the last commits are announced too.
+        let notifier_stop = CancellationToken::new();
+        let notifier = tokio::spawn(data::outbox::notifier(
+            self.pool.clone(),
+            notifier_stop.clone(),
+        ));
         let signals = tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -209,6 +221,8 @@ impl Worker {
         }
         signals.abort();
         self.readiness.set(Phase::Draining);
+        notifier_stop.cancel();
+        let _ = notifier.await;
         self.pool.close().await;
         if let Some((handle, server)) = health {
             handle.stop(true).await;
@@ -307,6 +321,7 @@ impl Worker {
 
     fn process(&self, delivery: Delivery) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
+        let slots = self.slots.clone();
         let payment = self.payment.clone();
         let retry_delay = Duration::from_millis(self.settings.retry_delay_ms);
         let message_id = delivery
@@ -329,8 +344,12 @@ impl Worker {
             redelivered = delivery.redelivered
         );
         async move {
+            // Prefetched beyond the pool, a message waits here for a connection, without
+            // the pool's acquire timeout.
+            let slot = slots.acquire_owned().await;
             let disposition =
                 handle_message(&pool, &payment, message_id.as_deref(), &delivery.data).await;
+            drop(slot);
             let result = match disposition {
                 Disposition::Ack(_) => delivery.ack(BasicAckOptions::default()).await,
                 Disposition::Retry(reason) => {

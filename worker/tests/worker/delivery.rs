@@ -131,3 +131,28 @@ async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_lim
     assert_eq!(rig.env.queue_ready(contracts::FULFIL_QUEUE).await, 0);
     assert_eq!(rig.processed().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_prefetched_beyond_the_pool_wait_for_a_connection_not_a_retry() {
+    let mut rig = Rig::new().await;
+    rig.env.product("SLOT-1", 100, 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(rig.place("SLOT-1", 1).await);
+    }
+    // Twelve messages in hand, two connections, each held 150 ms by the payment: most
+    // messages wait far longer than the pool's acquire timeout. Had they waited in the
+    // pool, they would fail, go back to the queue and end in the DLQ past the limit.
+    let mut settings = rig.worker_settings();
+    settings.prefetch = 12;
+    settings.payment_latency_ms = 150;
+    settings.data.database_max_connections = 2;
+    settings.data.database_acquire_timeout_ms = 100;
+    rig.spawn_worker(settings);
+    for id in &ids {
+        rig.wait_status(*id, "fulfilled", Duration::from_secs(30))
+            .await;
+    }
+    assert_eq!(rig.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
+    assert_eq!(rig.processed().await, 12);
+}
