@@ -28,7 +28,6 @@ app.conf.update(
     task_queues=[
         Queue(QUEUE, queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 5})
     ],
-    worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
@@ -83,7 +82,6 @@ def enqueue(conn, routing_key, kind, payload):
         "VALUES (%s, %s, %s, %s, %s, %s)",
         (message_id, "events", routing_key, kind, Jsonb(body), None),
     )
-    conn.execute("SELECT pg_notify('strata_outbox', '')")
 
 
 @app.task(name="fulfil")

@@ -1,7 +1,8 @@
 -- The worker's transaction for one FulfilOrder message that fulfils its order
 -- (data/src/fulfil.rs, CLAIM and SETTLE, payment approved at once): dedup ledger, order and
--- product rows locked, then stock taken, status set and the event written to the outbox;
--- after the commit the wake-up for the relays (the worker has no relay of its own).
+-- product rows locked, then stock taken, status set and the event written to the outbox.
+-- The wake-up of the relays is not part of it: the worker sends it from a task of its
+-- own, one pg_notify for all the commits of the moment (data/src/outbox.rs, notifier).
 -- Run with -M prepared -D n=0 -D base=B: each client works through its own pre-inserted
 -- orders, ids derived from B + client_id * 1000000 + n (fulfil-orders.sql inserts them);
 -- message ids grow with n, as UUIDv7 ids grow with time.
@@ -42,4 +43,3 @@ settled AS (
 INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
 VALUES (('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'events', 'order.fulfilled', 'OrderFulfilled', jsonb_build_object('message_id', ('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'type', 'OrderFulfilled', 'schema_version', 1, 'occurred_at', now(), 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01', 'payload', jsonb_build_object('order_id', ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'total_cents', :total_cents::bigint)), '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01');
 COMMIT;
-SELECT pg_notify('strata_outbox', '');

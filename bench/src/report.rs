@@ -70,7 +70,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         id: "fulfilment_db",
-        label: "fulfilments, {{workers}} worker(s) x prefetch {{prefetch}}, payment latency 0",
+        label: "fulfilments, {{workers}} worker(s) x {{worker_conns}} connections, prefetch {{prefetch}}, payment latency 0",
         unit: "orders/s",
         strata: "fulfil_ps",
         limit: Limit::Measured("pgbench_fulfil_tps"),
