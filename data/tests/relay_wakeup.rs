@@ -8,6 +8,19 @@ use contracts::{OrderLineRequest, PlaceOrder};
 use data::relay::RelayConfig;
 use tokio_util::sync::CancellationToken;
 
+async fn place(env: &testkit::TestEnv, sku: &str) {
+    let order = PlaceOrder {
+        email: "w@example.com".to_owned(),
+        lines: vec![OrderLineRequest {
+            sku: sku.to_owned(),
+            quantity: 1,
+        }],
+    };
+    data::orders::place(&env.pool, &order, None, None)
+        .await
+        .expect("place");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_wake_the_relay_in_memory_and_through_notify() {
     let env = testkit::TestEnv::new().await;
@@ -28,20 +41,7 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A commit in this process: woken in memory.
-    data::orders::place(
-        &env.pool,
-        &PlaceOrder {
-            email: "w@example.com".to_owned(),
-            lines: vec![OrderLineRequest {
-                sku: "WAKE-1".to_owned(),
-                quantity: 1,
-            }],
-        },
-        None,
-        None,
-    )
-    .await
-    .expect("place");
+    place(&env, "WAKE-1").await;
     testkit::eventually(
         Duration::from_secs(5),
         "the order's command published",
@@ -91,20 +91,7 @@ async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
         RelayConfig::default(),
         stop.clone(),
     ));
-    data::orders::place(
-        &env.pool,
-        &PlaceOrder {
-            email: "w@example.com".to_owned(),
-            lines: vec![OrderLineRequest {
-                sku: "WAKE-2".to_owned(),
-                quantity: 1,
-            }],
-        },
-        None,
-        None,
-    )
-    .await
-    .expect("place");
+    place(&env, "WAKE-2").await;
     testkit::eventually(
         Duration::from_secs(10),
         "the order's command published while the pool was busy",
