@@ -97,6 +97,15 @@ fn describe(properties: &BasicProperties, body: &[u8]) -> DeadLetter {
     }
 }
 
+/// How many messages the DLQ holds (those a peek or redrive holds at the moment aside).
+pub async fn depth(settings: &DataSettings) -> anyhow::Result<u32> {
+    let connection = open(settings, "strata-dlq-depth").await?;
+    let channel = connection.create_channel().await?;
+    let depth = broker::queue_depth(&channel, FULFIL_DLQ).await;
+    let _ = connection.close(200, "counted".into()).await;
+    Ok(depth?.0)
+}
+
 /// The first `limit` messages of the DLQ and how many it holds. Messages are fetched
 /// unacknowledged and returned when the channel closes: nothing is consumed.
 pub async fn peek(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32, Vec<DeadLetter>)> {

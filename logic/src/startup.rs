@@ -108,6 +108,7 @@ impl Application {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .context("building the HTTP client")?,
+            dlq: tokio::sync::Mutex::new(()),
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;

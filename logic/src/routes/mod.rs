@@ -22,4 +22,8 @@ pub struct AppState {
     pub rabbitmq_api_url: String,
     pub autoscaler_url: Option<String>,
     pub http: reqwest::Client,
+    /// Held while the dead-letter queue is peeked, redriven or counted: a peek holds the
+    /// messages it shows unacknowledged, so a count or a redrive running beside it would
+    /// miss them.
+    pub dlq: tokio::sync::Mutex<()>,
 }

@@ -47,6 +47,7 @@ pub async fn list(
             "limit must be between 1 and 500".into(),
         ));
     }
+    let _dlq = state.dlq.lock().await;
     let (total, items) = data::dlq::peek(&state.data, limit)
         .await
         .map_err(broker_error)?;
@@ -80,7 +81,10 @@ pub async fn redrive(
     };
     // The redrive touches only the broker: its entry is written right after, with how
     // many messages moved, whether it finished or not.
-    match data::dlq::redrive(&state.data, limit).await {
+    let dlq = state.dlq.lock().await;
+    let redriven = data::dlq::redrive(&state.data, limit).await;
+    drop(dlq);
+    match redriven {
         Ok((redriven, remaining)) => {
             tracing::info!(redriven, remaining, "dead-letter queue redriven");
             let detail = json!({"limit": limit, "redriven": redriven, "remaining": remaining});
@@ -156,11 +160,12 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
                 consumers: r.consumers,
             })
     };
+    // Counted over AMQP, not read from the management API: its figures are up to a
+    // statistics interval old, and the DLQ has no consumer whose unacked messages the
+    // passive declare would miss (peeks and redrives hold the lock).
     let dlq = async {
-        data::broker_api::queue_reading(&state.data, api, contracts::FULFIL_DLQ)
-            .await
-            .ok()
-            .map(|r| r.ready + r.unacked.unwrap_or(0))
+        let _dlq = state.dlq.lock().await;
+        data::dlq::depth(&state.data).await.ok().map(u64::from)
     };
     let autoscaler = async {
         let base = state.autoscaler_url.as_deref()?;

@@ -135,3 +135,59 @@ async fn ops_stats_reads_the_queue_orders_and_cache() {
     );
     assert!(stats.autoscaler.is_none(), "no AUTOSCALER_URL configured");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dlq_count_is_exact_while_the_dlq_is_being_listed() {
+    let app = spawn_app().await;
+    // Declares the topology, then three dead letters straight into the DLQ.
+    assert_eq!(app.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
+    let conn = data::broker::connect(app.env.data.amqp_url.expose_secret(), "strata-test")
+        .await
+        .expect("connecting to RabbitMQ");
+    let channel = conn.create_channel().await.expect("channel");
+    for n in 0..3 {
+        channel
+            .basic_publish(
+                "".into(),
+                contracts::FULFIL_DLQ.into(),
+                lapin::options::BasicPublishOptions::default(),
+                format!("{{\"n\":{n}}}").as_bytes(),
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let _ = conn.close(200, "done".into()).await;
+
+    // A listing holds the messages it shows unacknowledged until it is done; counts taken
+    // beside it must not miss them.
+    let read = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url(path))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("GET")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    for _ in 0..10 {
+        let (a, b, stats, c) = tokio::join!(
+            read("/api/v1/ops/dlq"),
+            read("/api/v1/ops/dlq"),
+            read("/api/v1/ops/stats"),
+            read("/api/v1/ops/dlq"),
+        );
+        assert_eq!(stats["dlq_depth"], 3, "{stats}");
+        for list in [a, b, c] {
+            assert_eq!(list["total"], 3, "{list}");
+            assert_eq!(list["items"].as_array().map(Vec::len), Some(3), "{list}");
+        }
+    }
+}

@@ -123,7 +123,12 @@ pub async fn console(
                 logic.ops_stats(&ctx, token),
                 logic.dead_letters(&ctx, token, DLQ_LIMIT)
             );
-            (logged("stats", stats), logged("dlq", dlq))
+            let (mut stats, dlq) = (logged("stats", stats), logged("dlq", dlq));
+            // One reading of the DLQ on the page: the tile shows the table's total.
+            if let (Ok(stats), Ok(list)) = (&mut stats, &dlq) {
+                stats.dlq_depth = Some(u64::from(list.total));
+            }
+            (stats, dlq)
         }
         None => (Err(NO_TOKEN), Err(NO_TOKEN)),
     };
