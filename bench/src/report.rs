@@ -99,6 +99,46 @@ const SPECS: &[Spec] = &[
         goal: None,
     },
     Spec {
+        id: "cpu_read",
+        label: "CPU of the machine per cached read: logic {{cpu_read_strata_us}}, the rest (wrk) {{cpu_read_rest_us}}",
+        unit: "µs",
+        strata: "cpu_read_us",
+        limit: Limit::Measured("cpu_redis_get_us"),
+        limit_is: "per `redis-benchmark` GET: Redis {{cpu_redis_get_redis_us}}, the rest (redis-benchmark) {{cpu_redis_get_rest_us}}",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
+        id: "cpu_order",
+        label: "CPU of the machine per order accepted: Postgres {{cpu_orders_postgres_us}}, RabbitMQ {{cpu_orders_rabbitmq_us}}, Strata {{cpu_orders_strata_us}}, the rest (wrk) {{cpu_orders_rest_us}}",
+        unit: "µs",
+        strata: "cpu_orders_us",
+        limit: Limit::Measured("cpu_pgbench_place_us"),
+        limit_is: "per `pgbench` transaction: Postgres {{cpu_pgbench_place_postgres_us}}, the rest (pgbench) {{cpu_pgbench_place_rest_us}}",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
+        id: "cpu_fulfilment",
+        label: "CPU of the machine per fulfilment: Postgres {{cpu_fulfil_postgres_us}}, RabbitMQ {{cpu_fulfil_rabbitmq_us}}, Strata {{cpu_fulfil_strata_us}}, the rest {{cpu_fulfil_rest_us}}",
+        unit: "µs",
+        strata: "cpu_fulfil_us",
+        limit: Limit::Measured("cpu_pgbench_fulfil_us"),
+        limit_is: "per `pgbench` transaction: Postgres {{cpu_pgbench_fulfil_postgres_us}}, the rest (pgbench) {{cpu_pgbench_fulfil_rest_us}}",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
+        id: "cpu_fulfilment_celery",
+        label: "CPU of the machine per fulfilment (as above)",
+        unit: "µs",
+        strata: "cpu_fulfil_us",
+        limit: Limit::Measured("cpu_celery_fulfil_us"),
+        limit_is: "peer: per Celery fulfilment: Postgres {{cpu_celery_fulfil_postgres_us}}, RabbitMQ {{cpu_celery_fulfil_rabbitmq_us}}, the rest (Celery) {{cpu_celery_fulfil_rest_us}}",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
         id: "e2e_p50",
         label: "placed -> fulfilled p50, open loop at {{e2e_rate}} orders/s",
         unit: "ms",
@@ -451,7 +491,8 @@ mod tests {
     fn ratios_are_higher_is_better_and_missing_figures_stay_empty() {
         let raw = parse_raw(
             "logic_read_rps\t50000\nredis_get_rps\t100000\nread_conns\t32\n\
-             e2e_p50_ms\t20\ne2e_floor_ms\t5\nrss_idle_total_mb\t32\n",
+             e2e_p50_ms\t20\ne2e_floor_ms\t5\nrss_idle_total_mb\t32\n\
+             cpu_fulfil_us\t1000\ncpu_pgbench_fulfil_us\t600\n",
         );
         let report = build(&raw);
         let row = |id: &str| report.figures.iter().find(|r| r.id == id).unwrap();
@@ -462,6 +503,8 @@ mod tests {
         assert_eq!(row("e2e_p50").ratio, Some(0.25));
         assert_eq!(row("rss_idle_total").ratio, Some(1.25));
         assert_eq!(row("rss_idle_total").goal_met, Some(true));
+        assert_eq!(row("cpu_fulfilment").ratio, Some(0.6));
+        assert!(row("cpu_fulfilment").figure.contains("Postgres n/a"));
         assert_eq!(row("orders_accepted").ratio, None);
         assert!(row("orders_accepted").figure.contains("n/a connections"));
         assert!(report.markdown().contains("| n/a orders/s |"));
