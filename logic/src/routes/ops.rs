@@ -1,6 +1,8 @@
 //! Operations endpoints (admin): the dead-letter queue and its redrive, the statistics of
 //! the ops console.
 
+use std::time::Duration;
+
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use contracts::{
     AuditAction, CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats,
@@ -162,9 +164,12 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     };
     // Counted over AMQP, not read from the management API: its figures are up to a
     // statistics interval old, and the DLQ has no consumer whose unacked messages the
-    // passive declare would miss (peeks and redrives hold the lock).
+    // passive declare would miss (peeks and redrives hold the lock). A reading waits for
+    // a listing or a redrive at most two seconds, then shows no figure rather than stall.
     let dlq = async {
-        let _dlq = state.dlq.lock().await;
+        let _dlq = tokio::time::timeout(Duration::from_secs(2), state.dlq.lock())
+            .await
+            .ok()?;
         data::dlq::depth(&state.data).await.ok().map(u64::from)
     };
     let autoscaler = async {
