@@ -28,10 +28,24 @@ pub fn pool(settings: &DataSettings) -> anyhow::Result<PgPool> {
         .context("DATABASE_URL is not a valid Postgres URL")?
         .application_name("strata")
         .options([("statement_timeout", "30s"), ("lock_timeout", "10s")]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.database_max_connections)
+    Ok(pool_with(
+        options,
+        settings.database_max_connections,
+        settings.acquire_timeout(),
+    ))
+}
+
+/// A pool with the settings of [`pool`] on the given connection options: for a task that
+/// needs connections of its own beside a process's pool (the outbox relay).
+pub(crate) fn pool_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .min_connections(0)
-        .acquire_timeout(settings.acquire_timeout())
+        .acquire_timeout(acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
@@ -42,7 +56,7 @@ pub fn pool(settings: &DataSettings) -> anyhow::Result<PgPool> {
                 Ok(true)
             })
         })
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 /// Creates the database if it does not exist yet, then applies pending migrations. sqlx

@@ -15,7 +15,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -336,10 +336,9 @@ pub async fn run(
 /// Two connections to the database of `pool`, with its settings: one stays with the
 /// listener, the other serves the batches.
 fn own_pool(pool: &PgPool) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(10))
-        .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(pool.connect_options().as_ref().clone())
+    crate::db::pool_with(
+        pool.connect_options().as_ref().clone(),
+        2,
+        Duration::from_secs(10),
+    )
 }
