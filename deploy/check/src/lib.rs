@@ -1,7 +1,9 @@
-//! Helpers for the deployment tests: load YAML files of the repository as JSON values so
-//! the tests can walk them without a schema of their own.
+//! Support for the deployment tests: YAML files of the repository loaded as JSON values so
+//! the tests can walk them without a schema of their own, the binaries' settings, and the
+//! network namespaces of the isolation test.
 
 pub mod netns;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 

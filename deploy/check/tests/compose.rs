@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::CommandFactory;
+use deploy_check::settings::{LOG_SETTINGS, env_settings};
 use deploy_check::{load_yaml_documents, repo_root};
 use serde_json::{Value, json};
 
@@ -684,15 +685,6 @@ fn image_rules(c: &Value) -> Vec<String> {
     p
 }
 
-/// The settings (environment variables) each Strata binary reads.
-fn env_settings(command: clap::Command) -> BTreeSet<String> {
-    command
-        .get_arguments()
-        .filter_map(|a| a.get_env())
-        .map(|e| e.to_str().expect("utf-8").to_owned())
-        .collect()
-}
-
 fn settings_rules(c: &Value) -> Vec<String> {
     let mut p = Vec::new();
     let binaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
@@ -708,8 +700,6 @@ fn settings_rules(c: &Value) -> Vec<String> {
         ),
         ("loadtest", env_settings(loadtest::Args::command())),
     ]);
-    // Read by the whole process, not by a flag.
-    let common = ["RUST_LOG", "RUST_LOG_FORMAT"];
     // Read by the compose the autoscaler runs, when it interpolates this file again.
     let passed_on = ["STRATA_HOST_DIR", "STRATA_TAG", "STRATA_DOCKER_GID"];
     for (name, service) in services(c) {
@@ -726,7 +716,7 @@ fn settings_rules(c: &Value) -> Vec<String> {
         };
         for key in environment(service).keys() {
             let known = settings.contains(key)
-                || common.contains(&key.as_str())
+                || LOG_SETTINGS.contains(&key.as_str())
                 || (name == "autoscaler" && passed_on.contains(&key.as_str()));
             if !known {
                 p.push(format!("{name}: {key} is not a setting of {}", run[0]));

@@ -20,6 +20,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
+use deploy_check::settings::{
+    LOG_SETTINGS, env_default, env_default_secs, env_default_u64, env_settings,
+};
 use deploy_check::{load_yaml_documents, repo_root};
 use serde_json::Value;
 
@@ -99,9 +102,6 @@ const EXTERNAL_PEERS: [ExternalPeer; 3] = [
 ];
 
 type Labels = BTreeMap<String, String>;
-
-/// Settings read from the environment outside clap (the log subscriber).
-const LOG_SETTINGS: [&str; 2] = ["RUST_LOG", "RUST_LOG_FORMAT"];
 
 /// Secret settings: given to a container only as a `*_FILE` path.
 const SECRET_SETTINGS: [&str; 7] = [
@@ -525,15 +525,6 @@ fn containers_set_only_their_binarys_settings_and_listen_on_declared_ports() {
         }
         failures_in(overlay, failures);
     }
-}
-
-/// The environment variables a binary's command line reads.
-fn env_settings(command: clap::Command) -> BTreeSet<String> {
-    command
-        .get_arguments()
-        .filter_map(|a| a.get_env())
-        .map(|e| e.to_str().expect("utf-8").to_owned())
-        .collect()
 }
 
 // ------------------------------------------------------------------ secrets and config
@@ -1018,29 +1009,6 @@ fn hpas_scale_presentation_and_logic_on_cpu() {
     }
 }
 
-/// The default of the autoscaler setting read from `env`.
-fn autoscaler_default(env: &str) -> String {
-    let command = autoscaler::AutoscalerSettings::command();
-    let arg = command
-        .get_arguments()
-        .find(|a| a.get_env() == Some(OsStr::new(env)))
-        .unwrap_or_else(|| panic!("the autoscaler has no setting {env}"));
-    let values = arg.get_default_values();
-    assert_eq!(values.len(), 1, "{env} has one default");
-    values[0].to_str().expect("utf-8").to_owned()
-}
-
-fn autoscaler_default_u64(env: &str) -> u64 {
-    autoscaler_default(env).parse().expect("a number")
-}
-
-fn autoscaler_default_secs(env: &str) -> u64 {
-    let text = autoscaler_default(env);
-    text.strip_suffix('s')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{env} default {text} is not whole seconds"))
-}
-
 /// The fields KEDA 2.x defines for its ScaledObject and TriggerAuthentication (those these
 /// manifests may use), by path; `*` is any key (label maps). A misspelt optional field is
 /// otherwise silently ignored by a cluster that accepts the object.
@@ -1181,6 +1149,7 @@ fn keda_objects_use_only_fields_keda_defines() {
 
 #[test]
 fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
+    let scaler = autoscaler::AutoscalerSettings::command();
     for overlay in OVERLAYS {
         let b = build(overlay);
         let scaled: Vec<&Value> = of_kind(&b, "ScaledObject").collect();
@@ -1197,17 +1166,17 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
 
         assert_eq!(
             s["minReplicaCount"],
-            autoscaler_default_u64("AUTOSCALER_MIN")
+            env_default_u64(&scaler, "AUTOSCALER_MIN")
         );
         assert_eq!(
             s["maxReplicaCount"],
-            autoscaler_default_u64("AUTOSCALER_MAX")
+            env_default_u64(&scaler, "AUTOSCALER_MAX")
         );
         assert!(s["cooldownPeriod"].as_u64().is_some(), "a cooldownPeriod");
         let behavior = &s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
         assert_eq!(
             behavior["scaleDown"]["stabilizationWindowSeconds"],
-            autoscaler_default_secs("SCALE_DOWN_WINDOW"),
+            env_default_secs(&scaler, "SCALE_DOWN_WINDOW"),
             "{overlay}: scale-down window"
         );
         let step = behavior["scaleUp"]["policies"]
@@ -1216,7 +1185,7 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
             .flatten()
             .find(|p| p["type"] == "Pods")
             .expect("a scale-up step in pods");
-        assert_eq!(step["value"], autoscaler_default_u64("MAX_STEP_UP"));
+        assert_eq!(step["value"], env_default_u64(&scaler, "MAX_STEP_UP"));
 
         let triggers = s["triggers"].as_array().expect("triggers");
         assert_eq!(triggers.len(), 1, "{overlay}: one trigger");
@@ -1226,7 +1195,7 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
         assert_eq!(m["queueName"], contracts::FULFIL_QUEUE);
         assert_eq!(
             m["queueName"].as_str(),
-            Some(autoscaler_default("SCALE_QUEUE").as_str())
+            Some(env_default(&scaler, "SCALE_QUEUE").as_str())
         );
         assert_eq!(m["mode"], "QueueLength");
         // Ready + unacked, as the autoscaler counts: only the management API reports both.
@@ -1235,7 +1204,7 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
         assert_ne!(m["useRegex"], "true");
         assert_eq!(
             m["value"].as_str().and_then(|v| v.parse::<u64>().ok()),
-            Some(autoscaler_default_u64("TARGET_BACKLOG")),
+            Some(env_default_u64(&scaler, "TARGET_BACKLOG")),
             "{overlay}: target backlog per worker"
         );
         for inline in ["host", "hostFromEnv", "username", "password"] {
@@ -1271,7 +1240,7 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
             .as_u64()
             .unwrap_or(30);
         assert!(
-            grace >= 60.max(autoscaler_default_secs("DRAIN_TIMEOUT")),
+            grace >= 60.max(env_default_secs(&scaler, "DRAIN_TIMEOUT")),
             "{overlay}: workers get {grace} s to drain"
         );
     }
