@@ -1,10 +1,13 @@
 //! Support for the deployment tests: YAML files of the repository loaded as JSON values so
-//! the tests can walk them without a schema of their own, the binaries' settings, and the
-//! network namespaces of the isolation test.
+//! the tests can walk them without a schema of their own, accessors for the Kubernetes
+//! manifests, the binaries' settings, and the network namespaces of the isolation test.
 
+pub mod k8s;
 pub mod netns;
 pub mod settings;
+pub mod yaml;
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 /// The repository root (two levels above this crate).
@@ -31,4 +34,14 @@ pub fn load_yaml_documents(path: impl AsRef<Path>) -> anyhow::Result<Vec<serde_j
         }
     }
     Ok(documents)
+}
+
+/// Fails with every problem a check found, one a line under `heading`, so one run shows
+/// them all.
+pub fn assert_no_problems(heading: impl Display, problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "{heading}:\n  {}",
+        problems.join("\n  ")
+    );
 }
