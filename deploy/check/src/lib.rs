@@ -1,7 +1,10 @@
 //! Support for the deployment tests: YAML files of the repository loaded as JSON values so
-//! the tests can walk them without a schema of their own, accessors for the Kubernetes
-//! manifests, the binaries' settings, and the network namespaces of the isolation test.
+//! the tests can walk them without a schema of their own, accessors for the compose file,
+//! the Dockerfile and the Kubernetes manifests, the binaries' settings, and the network
+//! namespaces of the isolation test.
 
+pub mod compose;
+pub mod dockerfile;
 pub mod k8s;
 pub mod netns;
 pub mod settings;

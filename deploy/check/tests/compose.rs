@@ -23,8 +23,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::CommandFactory;
+use deploy_check::compose::{
+    self, assert_rule, duration_ms, environment, is_strata_image, mounted_secrets, services, words,
+};
+use deploy_check::dockerfile::{self, Stage};
+use deploy_check::repo_root;
 use deploy_check::settings::{LOG_SETTINGS, env_settings};
-use deploy_check::{load_yaml_documents, repo_root};
+use deploy_check::yaml::keys;
 use serde_json::{Value, json};
 
 const COMPOSE: &str = "docker-compose.yml";
@@ -97,121 +102,6 @@ const CREDENTIAL_SETTINGS: [&str; 12] = [
     "REDIS_PASSWORD",
     "OPS_PASSWORD",
 ];
-
-fn compose() -> Value {
-    let mut documents = load_yaml_documents(COMPOSE).expect("docker-compose.yml parses");
-    assert_eq!(documents.len(), 1, "one YAML document");
-    documents.remove(0)
-}
-
-fn services(c: &Value) -> &serde_json::Map<String, Value> {
-    c["services"].as_object().expect("services is a map")
-}
-
-/// A list or a map (compose accepts both for networks, depends_on, environment) as keys.
-fn keys(v: &Value) -> BTreeSet<String> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_owned))
-            .collect(),
-        Value::Object(map) => map.keys().cloned().collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// The environment of a service as a map (list form `KEY=value` included).
-fn environment(service: &Value) -> BTreeMap<String, String> {
-    match &service["environment"] {
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|i| match i.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (i.to_owned(), String::new()),
-            })
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// Secrets a service mounts: name -> path inside the container.
-fn mounted_secrets(service: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for item in service["secrets"].as_array().into_iter().flatten() {
-        let (source, target) = match item {
-            Value::String(s) => (s.clone(), None),
-            Value::Object(_) => (
-                item["source"].as_str().unwrap_or_default().to_owned(),
-                item["target"].as_str().map(str::to_owned),
-            ),
-            _ => continue,
-        };
-        let path = match target {
-            Some(t) if t.starts_with('/') => t,
-            Some(t) => format!("/run/secrets/{t}"),
-            None => format!("/run/secrets/{source}"),
-        };
-        out.insert(source, path);
-    }
-    out
-}
-
-/// Command as a list of words (compose accepts a string too).
-fn words(v: &Value) -> Vec<String> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-            .collect(),
-        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A compose duration (`90s`, `1m30s`, `2m`, `500ms`) in milliseconds.
-fn duration_ms(text: &str) -> Option<u64> {
-    let mut total = 0u64;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "h" => 3_600_000,
-            "m" => 60_000,
-            "s" => 1_000,
-            "ms" => 1,
-            _ => return None,
-        };
-        total += n * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
-fn is_strata_image(service: &Value) -> bool {
-    service["image"]
-        .as_str()
-        .is_some_and(|i| i.starts_with("strata:") || i.starts_with("strata-autoscaler:"))
-}
 
 // --- the rules -----------------------------------------------------------------------
 
@@ -570,47 +460,13 @@ fn profile_rules(c: &Value) -> Vec<String> {
     p
 }
 
-/// Stages of deploy/Dockerfile: name -> (base, body lines).
-fn dockerfile_stages() -> Vec<(Option<String>, String, Vec<String>)> {
-    let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
-    // Join continuation lines; drop comments.
-    let mut lines = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') || trimmed.is_empty() {
-            continue;
-        }
-        if let Some(head) = trimmed.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-        } else {
-            current.push_str(trimmed);
-            lines.push(std::mem::take(&mut current));
-        }
-    }
-    let mut stages: Vec<(Option<String>, String, Vec<String>)> = Vec::new();
-    for line in lines {
-        let mut parts = line.split_whitespace();
-        if parts.next() == Some("FROM") {
-            let base = parts.next().unwrap_or_default().to_owned();
-            let name = match (parts.next(), parts.next()) {
-                (Some(a), Some(n)) if a.eq_ignore_ascii_case("as") => Some(n.to_owned()),
-                _ => None,
-            };
-            stages.push((name, base, Vec::new()));
-        } else if let Some(stage) = stages.last_mut() {
-            stage.2.push(line);
-        }
-    }
-    stages
-}
-
 fn image_rules(c: &Value) -> Vec<String> {
     let mut p = Vec::new();
-    let stages = dockerfile_stages();
-    let stage = |name: &str| stages.iter().find(|s| s.0.as_deref() == Some(name));
-    let builder = stage("builder").map(|s| s.2.join("\n")).unwrap_or_default();
+    let stages = dockerfile::stages("deploy/Dockerfile");
+    let stage = |name: &str| stages.iter().find(|s| s.name.as_deref() == Some(name));
+    let builder = stage("builder")
+        .map(|s| s.body.join("\n"))
+        .unwrap_or_default();
     let built: BTreeSet<String> = builder
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("target/release/"))
@@ -628,11 +484,7 @@ fn image_rules(c: &Value) -> Vec<String> {
         if stage(target).is_none() {
             p.push(format!("{name} builds target {target:?}, not a stage"));
         }
-        let run = if service["entrypoint"].is_null() {
-            words(&service["command"])
-        } else {
-            words(&service["entrypoint"])
-        };
+        let run = compose::run(service);
         match run.first() {
             Some(bin) if built.contains(bin) => {}
             other => p.push(format!(
@@ -645,7 +497,7 @@ fn image_rules(c: &Value) -> Vec<String> {
     }
     // The runtime image: distroless, non-root, only files copied from the builder.
     match stage("runtime") {
-        Some((_, base, body)) => {
+        Some(Stage { base, body, .. }) => {
             if !base.starts_with("gcr.io/distroless/") {
                 p.push(format!("the runtime image is {base}, not distroless"));
             }
@@ -665,7 +517,7 @@ fn image_rules(c: &Value) -> Vec<String> {
         None => p.push("deploy/Dockerfile has no runtime stage".to_owned()),
     }
     match stage("autoscaler") {
-        Some((_, base, body)) => {
+        Some(Stage { base, body, .. }) => {
             let body = body.join("\n");
             if base != "runtime" {
                 p.push("the autoscaler image does not extend the runtime".to_owned());
@@ -679,7 +531,7 @@ fn image_rules(c: &Value) -> Vec<String> {
         None => p.push("deploy/Dockerfile has no autoscaler stage".to_owned()),
     }
     // The default target (the last stage) is the image without the docker CLI.
-    if stages.last().map(|s| s.1.as_str()) != Some("runtime") {
+    if stages.last().map(|s| s.base.as_str()) != Some("runtime") {
         p.push("the last stage (the default target) is not the runtime image".to_owned());
     }
     p
@@ -706,11 +558,7 @@ fn settings_rules(c: &Value) -> Vec<String> {
         if !is_strata_image(service) {
             continue;
         }
-        let run = if service["entrypoint"].is_null() {
-            words(&service["command"])
-        } else {
-            words(&service["entrypoint"])
-        };
+        let run = compose::run(service);
         let Some(settings) = run.first().and_then(|b| binaries.get(b.as_str())) else {
             continue;
         };
@@ -746,72 +594,64 @@ fn settings_rules(c: &Value) -> Vec<String> {
     p
 }
 
-fn report(rule: &str, problems: Vec<String>) {
-    assert!(
-        problems.is_empty(),
-        "{COMPOSE} breaks the {rule} rules:\n  {}",
-        problems.join("\n  ")
-    );
-}
-
 #[test]
 fn networks_keep_the_tiers_apart() {
-    report("network", network_rules(&compose()));
+    assert_rule(COMPOSE, "network", network_rules);
 }
 
 #[test]
 fn only_the_load_balancer_publishes_a_port() {
-    report("port", port_rules(&compose()));
+    assert_rule(COMPOSE, "port", port_rules);
 }
 
 #[test]
 fn long_running_services_have_healthchecks_and_restart() {
-    report("health", health_rules(&compose()));
+    assert_rule(COMPOSE, "health", health_rules);
 }
 
 #[test]
 fn services_wait_for_their_dependencies() {
-    report("depends_on", depends_on_rules(&compose()));
+    assert_rule(COMPOSE, "depends_on", depends_on_rules);
 }
 
 #[test]
 fn secrets_are_files_read_through_file_settings() {
-    report("secret", secret_rules(&compose()));
+    assert_rule(COMPOSE, "secret", secret_rules);
 }
 
 #[test]
 fn workers_drain_before_compose_kills_them() {
-    report("drain", drain_rules(&compose()));
+    assert_rule(COMPOSE, "drain", drain_rules);
 }
 
 #[test]
 fn the_autoscaler_scales_the_worker_service() {
-    report("autoscaler", autoscaler_rules(&compose()));
+    assert_rule(COMPOSE, "autoscaler", autoscaler_rules);
 }
 
 #[test]
 fn the_load_test_is_a_profile_on_the_public_side() {
-    report("loadtest", loadtest_rules(&compose()));
+    assert_rule(COMPOSE, "loadtest", loadtest_rules);
 }
 
 #[test]
 fn migrations_run_once_before_logic() {
-    report("migrate", migrate_rules(&compose()));
+    assert_rule(COMPOSE, "migrate", migrate_rules);
 }
 
 #[test]
 fn serving_tiers_run_the_production_profile() {
-    report("profile", profile_rules(&compose()));
+    assert_rule(COMPOSE, "profile", profile_rules);
 }
 
 #[test]
 fn every_service_runs_a_binary_the_image_builds() {
-    report("image", image_rules(&compose()));
+    assert_rule(COMPOSE, "image", image_rules);
 }
 
 #[test]
 fn every_environment_variable_is_a_setting() {
-    report("settings", settings_rules(&compose()));
+    assert_rule(COMPOSE, "settings", settings_rules);
 }
 
 #[test]
@@ -1049,7 +889,7 @@ fn every_rule_catches_a_break() {
             "logic: LISTEN_ADDR is not 0.0.0.0:8081",
         ),
     ];
-    let original = compose();
+    let original = compose::load(COMPOSE);
     for (what, break_it, rule, expected) in cases {
         assert!(
             rule(&original).is_empty(),
