@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use data::config::Profile;
 use secrecy::{ExposeSecret, SecretString};
+use service::Profile;
 
 use crate::decision::Policy;
 
@@ -160,12 +160,12 @@ impl AutoscalerSettings {
     /// Replaces each secret by the content of its `*_FILE`, where one is given, then checks
     /// the result against the profile.
     pub fn resolve_files(mut self) -> anyhow::Result<Self> {
-        use data::config::read_named_secret_file;
+        use service::secrets::read_named_file;
         if let Some(path) = &self.rabbitmq_api_password_file {
-            self.rabbitmq_api_password = read_named_secret_file("RABBITMQ_API_PASSWORD", path)?;
+            self.rabbitmq_api_password = read_named_file("RABBITMQ_API_PASSWORD", path)?;
         }
         if let Some(path) = &self.amqp_url_file {
-            self.amqp_url = read_named_secret_file("AMQP_URL", path)?;
+            self.amqp_url = read_named_file("AMQP_URL", path)?;
         }
         if self.profile == Profile::Production {
             self.check_production()?;
@@ -175,7 +175,7 @@ impl AutoscalerSettings {
 
     /// The production profile's rules: no guest credentials for the broker or its API.
     pub fn check_production(&self) -> anyhow::Result<()> {
-        use data::config::production_error;
+        use service::profile::production_error;
         if self.rabbitmq_api_password.expose_secret() == DEV_RABBITMQ_API_PASSWORD {
             return Err(production_error(
                 "RABBITMQ_API_PASSWORD (or RABBITMQ_API_PASSWORD_FILE) must be set; `guest` is \

@@ -7,9 +7,9 @@ pub mod config;
 pub mod controller;
 pub mod decision;
 pub mod metrics_source;
-pub mod server;
 pub mod startup;
 pub mod status;
+pub mod telemetry;
 
 pub use config::AutoscalerSettings;
 pub use startup::Application;

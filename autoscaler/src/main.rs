@@ -5,14 +5,11 @@ use clap::Parser;
 const DEFAULT_RUNTIME_THREADS: usize = 1;
 
 fn main() -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        runtime.worker_threads(DEFAULT_RUNTIME_THREADS);
-    }
-    runtime.enable_all().build()?.block_on(async {
-        data::telemetry::init("info,lapin=warn");
+    service::runtime::block_on(DEFAULT_RUNTIME_THREADS, async {
+        let stop = service::signals::stop_on_signals()?;
+        service::logging::init("info,lapin=warn");
         let settings = autoscaler::AutoscalerSettings::parse();
-        let app = autoscaler::Application::build(settings)?;
+        let app = autoscaler::Application::build(settings)?.with_stop_token(stop);
         app.run_until_stopped().await
     })
 }

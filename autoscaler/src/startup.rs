@@ -1,11 +1,14 @@
-//! Building and running the autoscaler: settings checked, backend chosen, HTTP surface
-//! bound, control loop started; SIGINT/SIGTERM stop the loop and drain the workers.
+//! Building and running the autoscaler: settings checked, backend chosen, health
+//! endpoints and `/status` bound, control loop started; the stop token (SIGINT/SIGTERM in
+//! `main`) stops the loop and drains the workers.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::{HttpResponse, web};
 use anyhow::Context;
+use service::health::HealthServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::AutoscalerSettings;
@@ -17,7 +20,7 @@ use crate::metrics_source::QueueMetrics;
 use crate::status::StatusBoard;
 
 pub struct Application {
-    server: Server,
+    server: HealthServer,
     address: SocketAddr,
     controller: Controller,
     status: Arc<StatusBoard>,
@@ -58,7 +61,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr()?;
-        let server = crate::server::serve(listener, status.clone())?;
+        let board = web::Data::from(status.clone());
+        let server = HealthServer::new(listener, crate::telemetry::prometheus())
+            .routes(move |config| {
+                config
+                    .app_data(board.clone())
+                    .route("/status", web::get().to(status_json));
+            })
+            .shutdown_timeout(Duration::from_secs(5));
         let controller = Controller {
             backend,
             source: QueueMetrics::new(&settings)?,
@@ -104,39 +114,36 @@ impl Application {
         self.stop.clone()
     }
 
-    /// Runs until SIGINT/SIGTERM or the stop token: then the loop stops, the workers of
-    /// the process backend drain and exit, and the HTTP server stops.
+    /// Uses `stop` as the stop token (the one `main` wired to the signals).
+    pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Runs until the stop token is cancelled: then the loop stops, the workers of the
+    /// process backend drain and exit, and the HTTP server stops.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
         let stop = self.stop.clone();
-        let mut server = tokio::spawn(self.server);
+        let mut server = self.server.start()?;
         let controller = tokio::spawn(self.controller.run(stop.clone()));
         tokio::select! {
-            result = &mut server => {
+            result = server.ended() => {
                 // The HTTP server ended by itself: stop scaling too, draining the workers.
                 stop.cancel();
                 let drained = controller.await.context("the control loop panicked")?;
-                result.context("the HTTP server panicked")??;
+                result.context("the HTTP server failed")?;
                 return drained;
             }
-            _ = shutdown_signal(&stop) => {}
+            _ = stop.cancelled() => {}
         }
         tracing::info!("stopping: draining the workers");
-        stop.cancel();
         let drained = controller.await.context("the control loop panicked")?;
-        handle.stop(true).await;
-        server.await.context("the HTTP server panicked")??;
+        server.stop().await;
         drained
     }
 }
 
-/// Resolves on SIGINT, SIGTERM, or when the token is cancelled.
-async fn shutdown_signal(stop: &CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = stop.cancelled() => {}
-    }
+/// `/status`: the last decisions and readings, as JSON.
+async fn status_json(board: web::Data<StatusBoard>) -> HttpResponse {
+    HttpResponse::Ok().json(board.snapshot())
 }

@@ -8,13 +8,11 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod dlq;
-pub mod fulfil;
 pub mod near_cache;
 pub mod orders;
 pub mod outbox;
 pub mod products;
 pub mod relay;
 pub mod seed;
-pub mod telemetry;
 
 pub use config::DataSettings;

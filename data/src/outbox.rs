@@ -47,7 +47,9 @@ impl<'a> Message<'a> {
 }
 
 /// Binds a [`Message`]'s six columns, in the order of the outbox's insert (`message_id,
-/// exchange, routing_key, kind, body, traceparent`), to the next parameters of a query.
+/// exchange, routing_key, kind, body, traceparent`), to the next parameters of a query: a
+/// macro, not a method, because it serves `query` and `query_as` alike.
+#[macro_export]
 macro_rules! bind_message {
     ($query:expr, $message:expr) => {
         $query
@@ -59,7 +61,7 @@ macro_rules! bind_message {
             .bind($message.traceparent)
     };
 }
-pub(crate) use bind_message;
+pub use bind_message;
 
 /// Writes a message to the outbox inside the caller's transaction. Call [`announce`] once
 /// the transaction has committed.

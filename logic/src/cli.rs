@@ -1,6 +1,7 @@
 //! The `logic` command line: serve (default), `migrate`, `seed`.
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::{Application, LogicSettings};
 
@@ -28,7 +29,8 @@ pub enum Command {
 }
 
 impl Cli {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the command; `stop` (cancelled by SIGINT/SIGTERM) stops the server.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         // Migrating and seeding use Postgres only, so they need only its secret.
         let data = if matches!(self.command, Some(Command::Migrate | Command::Seed { .. })) {
             self.settings.data.clone().resolve_database_files()?
@@ -53,7 +55,8 @@ impl Cli {
                     data,
                     ..self.settings
                 })
-                .await?;
+                .await?
+                .with_stop_token(stop);
                 tracing::info!(address = %app.address(), "logic listening");
                 app.run_until_stopped().await
             }

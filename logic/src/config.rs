@@ -3,11 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use secrecy::SecretString;
-
 use data::DataSettings;
-use data::config::Profile;
+use secrecy::SecretString;
+use service::Profile;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogicSettings {
@@ -53,12 +51,12 @@ impl LogicSettings {
         if self.data.profile != Profile::Production {
             return Ok(());
         }
-        let token = data::config::secret_or_file(
-            self.admin_token.clone(),
+        let token = service::secrets::value_or_file(
+            "ADMIN_TOKEN",
+            self.admin_token.as_ref(),
             self.admin_token_file.as_deref(),
-        )
-        .context("ADMIN_TOKEN_FILE")?;
-        data::config::check_production_token("ADMIN_TOKEN", token.as_ref())
+        )?;
+        service::profile::check_production_token("ADMIN_TOKEN", token.as_ref())
     }
 
     /// Settings for tests and embedding: defaults, then the given data settings.

@@ -5,10 +5,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod observability;
+pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod startup;
+pub mod telemetry;
 pub mod validation;
 
 pub use config::LogicSettings;

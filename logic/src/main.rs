@@ -6,12 +6,9 @@ use clap::Parser;
 const DEFAULT_RUNTIME_THREADS: usize = 1;
 
 fn main() -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        runtime.worker_threads(DEFAULT_RUNTIME_THREADS);
-    }
-    runtime.enable_all().build()?.block_on(async {
-        data::telemetry::init("info,sqlx=warn,lapin=warn");
-        logic::cli::Cli::parse().run().await
+    service::runtime::block_on(DEFAULT_RUNTIME_THREADS, async {
+        let stop = service::signals::stop_on_signals()?;
+        service::logging::init("info,sqlx=warn,lapin=warn");
+        logic::cli::Cli::parse().run(stop).await
     })
 }

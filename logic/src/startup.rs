@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
@@ -18,51 +17,20 @@ use tokio_util::sync::CancellationToken;
 use crate::LogicSettings;
 use crate::auth::AdminToken;
 use crate::error::ApiError;
-use crate::observability::{self, Telemetry};
+use crate::extract::{BODY_LIMIT, query_error};
 use crate::routes::{self, AppState};
-
-/// Largest accepted request body.
-pub const BODY_LIMIT: usize = 64 * 1024;
+use crate::telemetry::{self, Telemetry};
 
 pub struct Application {
     server: Server,
     address: SocketAddr,
     stop: CancellationToken,
+    /// Stops the relay and the near cache's subscription, after the server has drained.
+    background: CancellationToken,
     relay: Option<JoinHandle<()>>,
     near_cache: JoinHandle<()>,
     pool: sqlx::PgPool,
     cache: Arc<Cache>,
-}
-
-/// Maps a JSON extraction failure to the API's error codes.
-pub fn json_error(err: actix_web::Error) -> ApiError {
-    match err.as_error::<JsonPayloadError>() {
-        Some(JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }) => {
-            ApiError::PayloadTooLarge(BODY_LIMIT)
-        }
-        Some(JsonPayloadError::ContentType) => ApiError::UnsupportedMediaType,
-        Some(JsonPayloadError::Deserialize(e)) => ApiError::MalformedJson(e.to_string()),
-        Some(other) => ApiError::MalformedJson(other.to_string()),
-        None => ApiError::MalformedJson(err.to_string()),
-    }
-}
-
-/// Reads a JSON body that must be an object of type `T` (serde would also accept a
-/// struct written as an array, which the API does not document).
-pub fn json_object<T: serde::de::DeserializeOwned>(
-    body: Result<web::Json<serde_json::Value>, actix_web::Error>,
-) -> Result<T, ApiError> {
-    let value = body.map_err(json_error)?.into_inner();
-    if !value.is_object() {
-        return Err(ApiError::MalformedJson(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))
-}
-
-fn query_error(err: QueryPayloadError) -> ApiError {
-    ApiError::InvalidQuery(err.to_string())
 }
 
 impl Application {
@@ -70,8 +38,9 @@ impl Application {
     /// starts the relay. Port 0 picks a free port (tests).
     pub async fn build(settings: LogicSettings) -> anyhow::Result<Self> {
         let data_settings = settings.data.clone().resolve_files()?;
-        let admin = data::config::secret_or_file(
-            settings.admin_token.clone(),
+        let admin = service::secrets::value_or_file(
+            "ADMIN_TOKEN",
+            settings.admin_token.as_ref(),
             settings.admin_token_file.as_deref(),
         )?;
         if admin.is_none() {
@@ -94,7 +63,7 @@ impl Application {
             .await
             .context("migrating the database")?;
         let cache = Arc::new(Cache::with_near_cache(&data_settings, &settings.near_cache));
-        observability::prometheus();
+        telemetry::prometheus();
         data::near_cache::describe_metrics();
 
         let state = web::Data::new(AppState {
@@ -154,7 +123,7 @@ impl Application {
         .shutdown_timeout(10)
         .run();
 
-        let stop = CancellationToken::new();
+        let background = CancellationToken::new();
         let relay = settings.outbox_relay.then(|| {
             tokio::spawn(relay::run(
                 pool.clone(),
@@ -163,18 +132,19 @@ impl Application {
                     connection_name: "strata-logic-relay".to_owned(),
                     ..RelayConfig::default()
                 },
-                stop.child_token(),
+                background.child_token(),
             ))
         });
         let near_cache = tokio::spawn(data::near_cache::subscribe(
             cache.clone(),
             data_settings.clone(),
-            stop.child_token(),
+            background.child_token(),
         ));
         Ok(Application {
             server,
             address,
-            stop,
+            stop: CancellationToken::new(),
+            background,
             relay,
             near_cache,
             pool,
@@ -195,55 +165,30 @@ impl Application {
         self.cache.clone()
     }
 
+    /// Uses `stop` as the stop token (the one `main` wired to the signals).
+    pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Cancelling this token stops the application as a signal would.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM or the stop token: stops accepting, lets in-flight
-    /// requests finish, stops the relay, closes the pool.
+    /// Serves until the stop token is cancelled: stops accepting, lets in-flight requests
+    /// finish, then stops the relay (so the last orders' messages are published) and
+    /// closes the pool.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let stop = self.stop.clone();
-        let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => {
-                stop.cancel();
-                result??;
-            }
-            _ = shutdown_signal(&stop) => {
-                tracing::info!("stopping: draining in-flight requests");
-                handle.stop(true).await;
-                stop.cancel();
-                server.await??;
-            }
-        }
+        let served = service::http::serve_until_stopped(self.server, &self.stop).await;
+        self.background.cancel();
         if let Some(relay) = self.relay {
             let _ = relay.await;
         }
         let _ = self.near_cache.await;
         self.pool.close().await;
         tracing::info!("logic stopped");
-        Ok(())
-    }
-}
-
-/// Resolves on SIGINT, SIGTERM, or when the token is cancelled.
-pub async fn shutdown_signal(stop: &CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = stop.cancelled() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = stop.cancelled() => {}
+        served
     }
 }
 

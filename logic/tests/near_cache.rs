@@ -32,7 +32,7 @@ impl Drop for Instance {
 }
 
 async fn start(data: data::DataSettings, near: NearCacheSettings) -> Instance {
-    data::telemetry::init("error");
+    service::logging::init("error");
     let mut settings = LogicSettings::with_data(data);
     settings.admin_token = Some(SecretString::from(ADMIN_TOKEN.to_owned()));
     settings.near_cache = near;

@@ -1,16 +1,15 @@
-//! The fulfilment consumer: connection with reconnect, prefetch, one task per delivery,
-//! ack after commit, and a drain on shutdown.
+//! The delivery loop of `orders.fulfil`: a connection with reconnect and backoff,
+//! prefetch, one task per delivery bounded by the pool, ack after the commit, and a drain
+//! when the stop token is cancelled.
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use contracts::FULFIL_QUEUE;
 use contracts::trace::TraceParent;
-use contracts::{Envelope, FULFIL_QUEUE, FulfilOrder, MessageKind};
-use data::fulfil::{self, FulfilError, Outcome};
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -22,34 +21,21 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::WorkerSettings;
+use crate::fulfilment::{Disposition, PaymentGateway, handle_message};
 use crate::health::{Phase, Readiness};
-use crate::payment::PaymentGateway;
+use crate::telemetry::in_flight as in_flight_gauge;
 
-/// What to do with a delivery once handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done (or a duplicate): ack.
-    Ack(Option<Outcome>),
-    /// Transient failure: put it back; the delivery limit bounds the retries.
-    Retry(String),
-    /// It can never succeed: dead-letter it at once.
-    DeadLetter(String),
-}
-
-pub struct Worker {
-    settings: WorkerSettings,
-    pool: PgPool,
-    payment: PaymentGateway,
-    stop: CancellationToken,
+/// The consumer of one worker process.
+pub struct Consumer {
+    pub(crate) settings: Arc<WorkerSettings>,
+    pub(crate) pool: PgPool,
+    pub(crate) gateway: PaymentGateway,
     /// One permit per pooled connection: how many messages are processed at once.
-    slots: Arc<Semaphore>,
-    readiness: Arc<Readiness>,
-    /// Bound by `build` when `HEALTH_LISTEN` is set; served by `run_until_stopped`.
-    health_listener: Option<TcpListener>,
-    health_addr: Option<SocketAddr>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) readiness: Arc<Readiness>,
+    pub(crate) stop: CancellationToken,
 }
 
 fn header_text(headers: Option<&FieldTable>, name: &str) -> Option<String> {
@@ -60,155 +46,22 @@ fn header_text(headers: Option<&FieldTable>, name: &str) -> Option<String> {
     }
 }
 
-/// Handles one `FulfilOrder` message body: the single-step entry point that the consumer
-/// uses and tests drive directly. `message_id` is the AMQP message-id property when set.
-pub async fn handle_message(
-    pool: &PgPool,
-    payment: &PaymentGateway,
-    message_id: Option<&str>,
-    body: &[u8],
-) -> Disposition {
-    let envelope: Envelope<FulfilOrder> = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(err) => return Disposition::DeadLetter(format!("unreadable message: {err}")),
-    };
-    if envelope.kind != FulfilOrder::KIND {
-        return Disposition::DeadLetter(format!("unexpected message type {}", envelope.kind));
-    }
-    if envelope.schema_version > FulfilOrder::SCHEMA_VERSION {
-        return Disposition::DeadLetter(format!(
-            "unsupported schema version {}",
-            envelope.schema_version
-        ));
-    }
-    let message_id = match message_id.map(Uuid::parse_str) {
-        Some(Ok(id)) => id,
-        Some(Err(_)) => return Disposition::DeadLetter("message-id is not a UUID".to_owned()),
-        None => envelope.message_id,
-    };
-    let traceparent = envelope
-        .traceparent
-        .as_deref()
-        .and_then(TraceParent::parse)
-        .map(|p| p.child().to_string());
-    let order_id = envelope.payload.order_id;
-    let result = fulfil::fulfil(pool, message_id, order_id, traceparent, |total| {
-        payment.charge(total)
-    })
-    .await;
-    match result {
-        Ok(outcome) => {
-            let label = match &outcome {
-                Outcome::Fulfilled => "fulfilled",
-                Outcome::Rejected(_) => "rejected",
-                Outcome::Duplicate => "duplicate",
-                Outcome::AlreadyFinal(_) => "already_final",
-            };
-            metrics::counter!("strata_worker_messages_total", "outcome" => label).increment(1);
-            tracing::info!(order.id = %order_id, message.id = %message_id, outcome = ?outcome, "order processed");
-            Disposition::Ack(Some(outcome))
-        }
-        Err(err @ FulfilError::UnknownOrder(_)) => Disposition::DeadLetter(err.to_string()),
-        Err(err) => {
-            debug_assert!(!err.is_permanent());
-            Disposition::Retry(format!("{err:#}"))
-        }
-    }
-}
-
-impl Worker {
-    pub fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
-        let data = settings.data.clone().resolve_files()?;
-        let pool = data::db::pool(&data)?;
-        let payment = PaymentGateway {
-            latency: Duration::from_millis(settings.payment_latency_ms),
-            decline_rate: settings.payment_decline_rate.clamp(0.0, 1.0),
-        };
-        let health_listener = settings
-            .health_listen
-            .map(|addr| {
-                TcpListener::bind(addr).with_context(|| format!("binding HEALTH_LISTEN {addr}"))
-            })
-            .transpose()?;
-        let health_addr = health_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()?;
-        let slots = Arc::new(Semaphore::new(data.database_max_connections.max(1) as usize));
-        Ok(Worker {
-            settings: WorkerSettings { data, ..settings },
-            pool,
-            payment,
-            stop: CancellationToken::new(),
-            slots,
-            readiness: Arc::new(Readiness::default()),
-            health_listener,
-            health_addr,
-        })
-    }
-
-    /// The bound address of `/healthz`, `/readyz` and `/metrics` (port 0 resolved), when
-    /// `HEALTH_LISTEN` is set.
-    pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health_addr
-    }
-
-    /// Where the consumer is (what `/readyz` reports).
-    pub fn readiness(&self) -> Arc<Readiness> {
-        self.readiness.clone()
-    }
-
-    /// Uses `stop` as the stop token (e.g. one already wired to signals by `main`).
-    pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
-        self.stop = stop;
-        self
-    }
-
-    /// Cancelling this token drains and stops the worker as SIGTERM does.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    /// Consumes until SIGINT/SIGTERM (or the stop token), then stops taking messages,
-    /// finishes and acks what is in flight, and returns.
-    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        let health = match self.health_listener.take() {
-            Some(listener) => {
-                let server = crate::health::serve(listener, self.readiness.clone())?;
-                tracing::info!(address = ?self.health_addr, "health endpoints listening");
-                Some((server.handle(), tokio::spawn(server)))
-            }
-            None => None,
-        };
-        let stop = self.stop.clone();
-        // The wake-ups of the relays after each commit, sent by a task of their own; it
-        // stops after the drain, so the last commits are announced too.
-        let notifier_stop = CancellationToken::new();
-        let notifier = tokio::spawn(data::outbox::notifier(
-            self.pool.clone(),
-            notifier_stop.clone(),
-        ));
-        let signals = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                wait_for_signal(&stop).await;
-                stop.cancel();
-            }
-        });
+impl Consumer {
+    /// Consumes until the stop token is cancelled, reconnecting with backoff whenever the
+    /// broker connection fails or ends; returns after the drain.
+    pub async fn run(&self) {
+        let stop = &self.stop;
         let backoff_builder = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(5))
             .without_max_times();
         let mut backoff = backoff_builder.build();
         while !stop.is_cancelled() {
-            match self.consume_session(&mut backoff, &backoff_builder).await {
-                Ok(()) => {}
-                Err(err) => {
-                    tracing::warn!(
-                        error = format!("{err:#}"),
-                        "consumer session ended; reconnecting"
-                    );
-                }
+            if let Err(err) = self.consume_session(&mut backoff, &backoff_builder).await {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "consumer session ended; reconnecting"
+                );
             }
             if stop.is_cancelled() {
                 break;
@@ -219,17 +72,6 @@ impl Worker {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        signals.abort();
-        self.readiness.set(Phase::Draining);
-        notifier_stop.cancel();
-        let _ = notifier.await;
-        self.pool.close().await;
-        if let Some((handle, server)) = health {
-            handle.stop(true).await;
-            let _ = server.await;
-        }
-        tracing::info!("worker stopped");
-        Ok(())
     }
 
     /// One connection's life: declare, consume, and on stop drain. Returns Ok after a clean
@@ -322,7 +164,7 @@ impl Worker {
     fn process(&self, delivery: Delivery) -> impl Future<Output = ()> + Send + 'static {
         let pool = self.pool.clone();
         let slots = self.slots.clone();
-        let payment = self.payment.clone();
+        let gateway = self.gateway.clone();
         let retry_delay = Duration::from_millis(self.settings.retry_delay_ms);
         let message_id = delivery
             .properties
@@ -348,7 +190,7 @@ impl Worker {
             // the pool's acquire timeout.
             let slot = slots.acquire_owned().await;
             let disposition =
-                handle_message(&pool, &payment, message_id.as_deref(), &delivery.data).await;
+                handle_message(&pool, &gateway, message_id.as_deref(), &delivery.data).await;
             drop(slot);
             let result = match disposition {
                 Disposition::Ack(_) => delivery.ack(BasicAckOptions::default()).await,
@@ -382,38 +224,5 @@ impl Worker {
             }
         }
         .instrument(span)
-    }
-}
-
-fn in_flight_gauge(n: usize) {
-    metrics::gauge!("strata_worker_in_flight").set(n as f64);
-}
-
-/// Installs the SIGTERM and SIGINT handlers now and returns a token they cancel. `main`
-/// calls it first thing, so that a worker told to stop while still starting (an
-/// autoscaler changing its mind) drains and exits 0 instead of dying by the default action.
-pub fn stop_on_signals() -> std::io::Result<CancellationToken> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
-        }
-        token.cancel();
-    });
-    Ok(stop)
-}
-
-async fn wait_for_signal(stop: &CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = stop.cancelled() => {}
     }
 }

@@ -1,14 +1,10 @@
-//! The worker's optional HTTP surface (`HEALTH_LISTEN`): `/healthz` while the process
-//! runs, `/readyz` while the consumer is connected and consuming, `/metrics` in the
-//! Prometheus text format. Container platforms probe the first two; nothing else listens.
+//! Where the consumer is in its life, which is what the worker's `/readyz` answers
+//! (`HEALTH_LISTEN`; `/healthz` and `/metrics` come with the endpoints themselves).
 
-use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpResponse, HttpServer, get, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use service::health::ReadyCheck;
 
 /// Where the consumer is in its life; only `Consuming` is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +21,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Phase::Starting => "starting",
             Phase::Consuming => "consuming",
@@ -35,7 +31,7 @@ impl Phase {
     }
 }
 
-/// The consumer's phase, shared between the consumer and the HTTP handlers.
+/// The consumer's phase, shared between the consumer and the health endpoints.
 #[derive(Debug, Default)]
 pub struct Readiness(AtomicU8);
 
@@ -57,74 +53,12 @@ impl Readiness {
             _ => Phase::Starting,
         }
     }
-}
 
-/// The process-wide Prometheus recorder (installed once; tests start several workers).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let handle = match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => handle,
-            // Another recorder is installed (an embedding program's): render our own copy.
-            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        };
-        describe();
-        handle
-    })
-}
-
-fn describe() {
-    metrics::describe_counter!(
-        "strata_worker_messages_total",
-        "Deliveries of orders.fulfil by outcome (fulfilled, rejected, duplicate, already_final, retry, dead_lettered)"
-    );
-    metrics::describe_gauge!(
-        "strata_worker_in_flight",
-        "Deliveries being processed (at most the prefetch)"
-    );
-    metrics::describe_gauge!(
-        "strata_worker_consuming",
-        "1 while the consumer is connected and consuming, 0 otherwise"
-    );
-}
-
-#[get("/healthz")]
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
-#[get("/readyz")]
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    let phase = readiness.phase();
-    let body = serde_json::json!({"status": phase.name()});
-    if phase == Phase::Consuming {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    /// `/readyz`: ready while consuming, the phase's name either way.
+    pub fn check(self: Arc<Self>) -> ReadyCheck {
+        Arc::new(move || match self.phase() {
+            Phase::Consuming => Ok(Phase::Consuming.name()),
+            other => Err(other.name()),
+        })
     }
-}
-
-#[get("/metrics")]
-async fn metrics_text() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(prometheus().render())
-}
-
-/// Starts serving on `listener`; the worker handles signals and stops the server itself.
-pub fn serve(listener: TcpListener, readiness: Arc<Readiness>) -> std::io::Result<Server> {
-    prometheus();
-    let readiness = web::Data::from(readiness);
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(readiness.clone())
-            .service(healthz)
-            .service(readyz)
-            .service(metrics_text)
-    })
-    .listen(listener)?
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .run())
 }

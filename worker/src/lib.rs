@@ -5,8 +5,11 @@
 
 pub mod config;
 pub mod consumer;
+pub mod fulfilment;
 pub mod health;
-pub mod payment;
+pub mod startup;
+pub mod telemetry;
 
 pub use config::WorkerSettings;
-pub use consumer::{Disposition, Worker, handle_message};
+pub use fulfilment::{Disposition, handle_message};
+pub use startup::Application;

@@ -6,16 +6,12 @@ use clap::Parser;
 const DEFAULT_RUNTIME_THREADS: usize = 1;
 
 fn main() -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        runtime.worker_threads(DEFAULT_RUNTIME_THREADS);
-    }
-    runtime.enable_all().build()?.block_on(async {
+    service::runtime::block_on(DEFAULT_RUNTIME_THREADS, async {
         // Signals first: a stop that arrives during start-up is a clean stop too.
-        let stop = worker::consumer::stop_on_signals()?;
-        data::telemetry::init("info,sqlx=warn,lapin=warn");
+        let stop = service::signals::stop_on_signals()?;
+        service::logging::init("info,sqlx=warn,lapin=warn");
         let settings = worker::WorkerSettings::parse();
-        let worker = worker::Worker::build(settings)?.with_stop_token(stop);
-        worker.run_until_stopped().await
+        let app = worker::Application::build(settings)?.with_stop_token(stop);
+        app.run_until_stopped().await
     })
 }

@@ -43,7 +43,7 @@ async fn wait_status(http: &reqwest::Client, url: &str, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
-    data::telemetry::init("error");
+    service::logging::init("error");
     let env = TestEnv::new().await;
     env.product("HEALTH-1", 500, 10).await;
     let relay_stop = CancellationToken::new();
@@ -68,7 +68,7 @@ async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
     settings.data.amqp_url = SecretString::from(via_proxy);
     settings.payment_latency_ms = 0;
     settings.health_listen = Some("127.0.0.1:0".parse().unwrap());
-    let worker = worker::Worker::build(settings).expect("worker");
+    let worker = worker::Application::build(settings).expect("worker");
     let addr = worker
         .health_addr()
         .expect("a health listener was asked for");
@@ -162,7 +162,7 @@ async fn no_port_without_health_listen() {
     let env = TestEnv::new().await;
     let mut settings = worker::WorkerSettings::with_data(env.data.clone());
     settings.health_listen = None;
-    let worker = worker::Worker::build(settings).expect("worker");
+    let worker = worker::Application::build(settings).expect("worker");
     assert_eq!(worker.health_addr(), None);
 }
 
@@ -172,7 +172,7 @@ async fn a_taken_health_address_is_an_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut settings = worker::WorkerSettings::with_data(env.data.clone());
     settings.health_listen = Some(taken.local_addr().unwrap());
-    let err = worker::Worker::build(settings)
+    let err = worker::Application::build(settings)
         .err()
         .expect("binding a taken address fails");
     assert!(format!("{err:#}").contains("HEALTH_LISTEN"), "{err:#}");

@@ -37,7 +37,7 @@ impl Rig {
 
     /// Services only: placed orders wait in the outbox until `start_relay` (a burst).
     pub async fn without_relay() -> Rig {
-        data::telemetry::init("warn,autoscaler=info");
+        service::logging::init("warn,autoscaler=info");
         let env = TestEnv::new().await;
         Rig {
             env,

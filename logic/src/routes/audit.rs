@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::auth::AdminToken;
 use crate::error::ApiError;
-use crate::observability::{request_id, trace_context};
 use crate::routes::AppState;
+use crate::telemetry::{request_id, trace_context};
 
 /// The caller of this request as the audit trail names it.
 pub fn caller(req: &HttpRequest, admin: &AdminToken) -> Caller {

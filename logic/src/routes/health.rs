@@ -72,5 +72,5 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::observability::prometheus().render())
+        .body(crate::telemetry::prometheus().render())
 }

@@ -7,8 +7,8 @@ use data::orders::{PlaceOrderError, Placement};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::observability::trace_context;
 use crate::routes::{AppState, audit};
+use crate::telemetry::trace_context;
 use crate::validation;
 
 /// Place an order. It is accepted (202, status `pending`) and fulfilled asynchronously by a
@@ -51,7 +51,7 @@ async fn accept(
         })?)?),
         None => None,
     };
-    let order = validation::order(crate::startup::json_object::<PlaceOrder>(body)?)?;
+    let order = validation::order(crate::extract::json_object::<PlaceOrder>(body)?)?;
     let traceparent = Some(trace_context(req).child().to_string());
     let (order, placement) =
         data::orders::place_recorded(&state.pool, &order, key, traceparent, caller)

@@ -9,8 +9,8 @@ use data::products::ProductQuery;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::observability::trace_context;
 use crate::routes::{AppState, audit};
+use crate::telemetry::trace_context;
 use crate::validation;
 
 #[derive(Debug, Deserialize, Serialize, utoipa::IntoParams)]
@@ -199,7 +199,7 @@ async fn apply_update(
 ) -> Result<HttpResponse, ApiError> {
     // Authentication comes before any look at the body.
     state.admin.check(req)?;
-    let patch: ProductPatch = crate::startup::json_object(body)?;
+    let patch: ProductPatch = crate::extract::json_object(body)?;
     validation::product_patch(&patch)?;
     if !contracts::is_valid_sku(&sku) {
         return Err(ApiError::ProductNotFound(sku));

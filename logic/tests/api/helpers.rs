@@ -33,7 +33,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts logic with settings adjusted by `tweak` (e.g. an unreachable Redis).
 pub async fn spawn_app_with(env: TestEnv, tweak: impl FnOnce(&mut LogicSettings)) -> TestApp {
-    data::telemetry::init("error");
+    service::logging::init("error");
     let mut settings = LogicSettings::with_data(env.data.clone());
     settings.admin_token = Some(SecretString::from(ADMIN_TOKEN.to_owned()));
     tweak(&mut settings);
@@ -58,7 +58,7 @@ impl TestApp {
         let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
         settings.payment_latency_ms = payment_latency_ms;
         settings.retry_delay_ms = 100;
-        let w = worker::Worker::build(settings).expect("building a worker");
+        let w = worker::Application::build(settings).expect("building a worker");
         self.stops.push(w.stop_token());
         tokio::spawn(w.run_until_stopped());
     }

@@ -17,7 +17,7 @@ async fn dead_letters_are_listed_and_redriven_to_fulfilment() {
     broken.data.database_url = SecretString::from(format!("{url}_gone"));
     broken.data.database_acquire_timeout_ms = 300;
     broken.retry_delay_ms = 20;
-    let broken = worker::Worker::build(broken).expect("worker");
+    let broken = worker::Application::build(broken).expect("worker");
     let stop_broken = broken.stop_token();
     tokio::spawn(broken.run_until_stopped());
 

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use data::fulfil::Outcome;
 use lapin::BasicProperties;
 use lapin::types::ShortString;
 use secrecy::{ExposeSecret, SecretString};
-use worker::payment::PaymentGateway;
+use worker::fulfilment::Outcome;
+use worker::fulfilment::PaymentGateway;
 use worker::{Disposition, handle_message};
 
 use crate::helpers::Rig;

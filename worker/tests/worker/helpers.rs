@@ -22,7 +22,7 @@ impl Drop for Rig {
 
 impl Rig {
     pub async fn new() -> Rig {
-        data::telemetry::init("error");
+        service::logging::init("error");
         let env = TestEnv::new().await;
         let stop = CancellationToken::new();
         tokio::spawn(data::relay::run(
@@ -67,7 +67,7 @@ impl Rig {
     }
 
     pub fn spawn_worker(&mut self, settings: worker::WorkerSettings) {
-        let w = worker::Worker::build(settings).expect("worker");
+        let w = worker::Application::build(settings).expect("worker");
         self.stops.push(w.stop_token());
         tokio::spawn(w.run_until_stopped());
     }

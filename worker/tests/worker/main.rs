@@ -3,4 +3,6 @@
 
 mod delivery;
 mod helpers;
+mod locks;
+mod plans;
 mod processes;

@@ -1,5 +1,5 @@
-//! One tracing subscriber per binary: `RUST_LOG` filter (default given by the binary), and
-//! JSON lines instead of text when `RUST_LOG_FORMAT=json`.
+//! One tracing subscriber per process: `RUST_LOG` filter (default given by the binary),
+//! and JSON lines instead of text when `RUST_LOG_FORMAT=json`.
 
 use std::io::IsTerminal;
 

@@ -2,23 +2,15 @@
 //! id, reserve stock without oversell, charge payment, set the status, record the message
 //! as processed and announce the outcome, all in ONE Postgres transaction.
 
-use std::future::Future;
-
 use contracts::{EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus};
+use data::outbox;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use crate::outbox;
+use super::payment::{Gateway, Payment};
 
 /// Name under which the fulfilment consumer records processed messages.
 pub const CONSUMER: &str = "fulfilment";
-
-/// What the payment gateway answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payment {
-    Approved,
-    Declined,
-}
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,20 +98,16 @@ struct Claim {
     stocks: Vec<i32>,
 }
 
-/// Runs the fulfilment transaction. `charge` is called only when every line is in stock,
-/// while the product rows are locked, so concurrent workers can never oversell.
-#[tracing::instrument(skip(pool, charge, traceparent), fields(outcome))]
-pub async fn fulfil<F, Fut>(
+/// Runs the fulfilment transaction. The gateway is charged only when every line is in
+/// stock, while the product rows are locked, so concurrent workers can never oversell.
+#[tracing::instrument(skip(pool, gateway, traceparent), fields(outcome))]
+pub async fn fulfil(
     pool: &PgPool,
+    gateway: &impl Gateway,
     message_id: Uuid,
     order_id: Uuid,
     traceparent: Option<String>,
-    charge: F,
-) -> Result<Outcome, FulfilError>
-where
-    F: FnOnce(i64) -> Fut,
-    Fut: Future<Output = Payment>,
-{
+) -> Result<Outcome, FulfilError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let claim: Claim = sqlx::query_as(CLAIM)
@@ -150,7 +138,7 @@ where
     let outcome = if !in_stock {
         Outcome::Rejected("out_of_stock".to_owned())
     } else {
-        match charge(total_cents).await {
+        match gateway.charge(total_cents).await {
             Payment::Declined => Outcome::Rejected("payment_declined".to_owned()),
             Payment::Approved => Outcome::Fulfilled,
         }

@@ -2,8 +2,8 @@
 //! planned anew on every execution (which cost about a fifth of the order throughput).
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::fulfil::{Outcome, Payment};
 use uuid::Uuid;
+use worker::fulfilment::{Outcome, PaymentGateway};
 
 /// How often Postgres used a generic and a custom plan for the prepared statement whose
 /// text starts with `start`, on the only connection of `pool`.
@@ -16,6 +16,14 @@ async fn plans(pool: &sqlx::PgPool, start: &str) -> (i64, i64) {
     .fetch_one(pool)
     .await
     .expect("the statement is prepared on this connection")
+}
+
+/// A gateway that approves at once.
+fn instant() -> PaymentGateway {
+    PaymentGateway {
+        latency: std::time::Duration::ZERO,
+        decline_rate: 0.0,
+    }
 }
 
 #[tokio::test]
@@ -56,11 +64,9 @@ async fn placing_and_fulfilling_reuse_a_generic_plan() {
         orders.push(placed.id);
     }
     for id in &orders {
-        let outcome = data::fulfil::fulfil(&pool, Uuid::now_v7(), *id, None, |_| async {
-            Payment::Approved
-        })
-        .await
-        .expect("fulfil");
+        let outcome = worker::fulfilment::fulfil(&pool, &instant(), Uuid::now_v7(), *id, None)
+            .await
+            .expect("fulfil");
         assert_eq!(outcome, Outcome::Fulfilled);
     }
 

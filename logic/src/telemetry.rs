@@ -20,30 +20,25 @@ use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
 use contracts::trace::TraceParent;
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+use service::metrics::Prometheus;
 use tracing::field::{Empty, display};
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-/// The process-wide Prometheus recorder (installed once, shared by every app in a test).
+/// The process's Prometheus recorder with logic's metric descriptions (installed once,
+/// shared by every app in a test).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full("strata_http_request_duration_seconds".to_owned()),
+        Prometheus::new()
+            .buckets_for(
+                "strata_http_request_duration_seconds",
                 &[
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ],
             )
-            .expect("static bucket list is valid");
-        let handle = match builder.install_recorder() {
-            Ok(handle) => handle,
-            // Another recorder is installed (an embedding program's): render our own copy.
-            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        };
-        describe();
-        handle
+            .install(describe)
     })
 }
 

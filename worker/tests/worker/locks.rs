@@ -3,8 +3,27 @@
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::fulfil::{Outcome, Payment};
+use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
+use worker::fulfilment::{Gateway, Outcome, Payment, fulfil};
+
+/// A gateway that says when it is charging and then waits to be released.
+struct Held {
+    charging: Mutex<Option<oneshot::Sender<()>>>,
+    release: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Gateway for Held {
+    async fn charge(&self, _total_cents: i64) -> Payment {
+        if let Some(charging) = self.charging.lock().await.take() {
+            let _ = charging.send(());
+        }
+        if let Some(release) = self.release.lock().await.take() {
+            let _ = release.await;
+        }
+        Payment::Approved
+    }
+}
 
 fn order(skus: &[&str]) -> PlaceOrder {
     PlaceOrder {
@@ -33,17 +52,15 @@ async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
         .await
         .expect("first order");
 
-    let (charging_tx, charging_rx) = tokio::sync::oneshot::channel::<()>();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let (charging_tx, charging_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let gateway = Held {
+        charging: Mutex::new(Some(charging_tx)),
+        release: Mutex::new(Some(release_rx)),
+    };
     let pool = env.pool.clone();
-    let worker = tokio::spawn(async move {
-        data::fulfil::fulfil(&pool, Uuid::now_v7(), first.id, None, |_| async move {
-            let _ = charging_tx.send(());
-            let _ = release_rx.await;
-            Payment::Approved
-        })
-        .await
-    });
+    let worker =
+        tokio::spawn(async move { fulfil(&pool, &gateway, Uuid::now_v7(), first.id, None).await });
     charging_rx
         .await
         .expect("the worker reaches the payment with both products locked");
@@ -60,11 +77,13 @@ async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
     release_tx.send(()).expect("worker still waiting");
     let outcome = worker.await.expect("join").expect("fulfil");
     assert_eq!(outcome, Outcome::Fulfilled);
-    let outcome = data::fulfil::fulfil(&env.pool, Uuid::now_v7(), second.0.id, None, |_| async {
-        Payment::Approved
-    })
-    .await
-    .expect("fulfil second");
+    let instant = Held {
+        charging: Mutex::new(None),
+        release: Mutex::new(None),
+    };
+    let outcome = fulfil(&env.pool, &instant, Uuid::now_v7(), second.0.id, None)
+        .await
+        .expect("fulfil second");
     assert_eq!(outcome, Outcome::Fulfilled);
     assert_eq!(env.stock("LCK-A").await, 8);
     assert_eq!(env.stock("LCK-B").await, 8);

@@ -1,0 +1,29 @@
+//! The worker's metrics.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use service::metrics::Prometheus;
+
+/// Installs the process's recorder with the worker's metric descriptions.
+pub fn prometheus() -> PrometheusHandle {
+    Prometheus::new().install(describe)
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "strata_worker_messages_total",
+        "Deliveries of orders.fulfil by outcome (fulfilled, rejected, duplicate, already_final, retry, dead_lettered)"
+    );
+    metrics::describe_gauge!(
+        "strata_worker_in_flight",
+        "Deliveries being processed (at most the prefetch)"
+    );
+    metrics::describe_gauge!(
+        "strata_worker_consuming",
+        "1 while the consumer is connected and consuming, 0 otherwise"
+    );
+}
+
+/// Deliveries being processed now.
+pub fn in_flight(n: usize) {
+    metrics::gauge!("strata_worker_in_flight").set(n as f64);
+}
