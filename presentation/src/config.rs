@@ -4,22 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-
-/// Shortest bearer token the production profile accepts (logic requires the same).
-pub const MIN_TOKEN_LEN: usize = 32;
-
-/// How strict the configuration is: `STRATA_PROFILE` (or `--profile`), as in every binary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    /// Defaults that work on a development machine (a random cookie key, with a warning).
-    #[default]
-    Development,
-    /// No secret has a default: COOKIE_KEY must be set, and so must LOGIC_ADMIN_TOKEN (at
-    /// least 32 characters) when the ops console is on.
-    Production,
-}
+use service::Profile;
+use service::profile::{check_token_length, production_error};
+use service::secrets::value_or_file;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "presentation", version, about = "Strata's public shop pages")]
@@ -114,34 +102,29 @@ impl Settings {
         if self.profile != Profile::Production {
             return Ok(());
         }
-        let refuse = |message: String| anyhow::anyhow!("STRATA_PROFILE=production: {message}");
         match self.cookie_secret()? {
             None => {
-                return Err(refuse(
+                return Err(production_error(
                     "COOKIE_KEY (or COOKIE_KEY_FILE) must be set; a random key per process \
-                     loses every cart on restart and differs between replicas"
-                        .to_owned(),
+                     loses every cart on restart and differs between replicas",
                 ));
             }
+            // Bytes, not characters: the key is HMAC material.
             Some(key) if key.expose_secret().len() < 32 => {
-                return Err(refuse("COOKIE_KEY must be at least 32 bytes".to_owned()));
+                return Err(production_error("COOKIE_KEY must be at least 32 bytes"));
             }
             Some(_) => {}
         }
         let token = self.logic_admin_token()?;
-        if let Some(token) = &token
-            && token.expose_secret().chars().count() < MIN_TOKEN_LEN
-        {
-            return Err(refuse(format!(
-                "LOGIC_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters, like logic's \
-                 ADMIN_TOKEN"
-            )));
+        // Optional here (the console may be off), but when given it is logic's ADMIN_TOKEN,
+        // which logic holds to the same length.
+        if let Some(token) = &token {
+            check_token_length("LOGIC_ADMIN_TOKEN", token)?;
         }
         if token.is_none() && self.ops_password_hash()?.is_some() {
-            return Err(refuse(
+            return Err(production_error(
                 "OPS_PASSWORD_HASH turns the ops console on, so LOGIC_ADMIN_TOKEN (or \
-                 LOGIC_ADMIN_TOKEN_FILE) must be set too"
-                    .to_owned(),
+                 LOGIC_ADMIN_TOKEN_FILE) must be set too",
             ));
         }
         Ok(())
@@ -157,53 +140,36 @@ impl Settings {
 
     /// The configured cookie key (file first), or `None` when neither is set.
     pub fn cookie_secret(&self) -> anyhow::Result<Option<SecretString>> {
-        secret(
+        value_or_file(
             "COOKIE_KEY",
             self.cookie_key.as_ref(),
-            self.cookie_key_file.as_ref(),
+            self.cookie_key_file.as_deref(),
         )
     }
 
     /// The ops console's password hash (file first), or `None` when neither is set.
     pub fn ops_password_hash(&self) -> anyhow::Result<Option<SecretString>> {
-        secret(
+        value_or_file(
             "OPS_PASSWORD_HASH",
             self.ops_password_hash.as_ref(),
-            self.ops_password_hash_file.as_ref(),
+            self.ops_password_hash_file.as_deref(),
         )
     }
 
     /// The bearer token of logic's ops endpoints (file first), or `None`.
     pub fn logic_admin_token(&self) -> anyhow::Result<Option<SecretString>> {
-        secret(
+        value_or_file(
             "LOGIC_ADMIN_TOKEN",
             self.logic_admin_token.as_ref(),
-            self.logic_admin_token_file.as_ref(),
+            self.logic_admin_token_file.as_deref(),
         )
     }
 }
 
-/// A secret from `{name}_FILE` (trailing whitespace trimmed) or else from `{name}`. An empty
-/// file is an error; an empty value counts as not set.
-fn secret(
-    name: &str,
-    value: Option<&SecretString>,
-    file: Option<&PathBuf>,
-) -> anyhow::Result<Option<SecretString>> {
-    if let Some(path) = file {
-        let raw = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {name}_FILE {}", path.display()))?;
-        let value = raw.trim_end();
-        anyhow::ensure!(!value.is_empty(), "{name}_FILE {} is empty", path.display());
-        return Ok(Some(SecretString::from(value.to_owned())));
-    }
-    Ok(value
-        .filter(|v| !v.expose_secret().is_empty())
-        .map(|k| SecretString::from(k.expose_secret().to_owned())))
-}
-
 #[cfg(test)]
 mod tests {
+    use service::profile::MIN_TOKEN_LEN;
+
     use super::*;
 
     fn production() -> Settings {
@@ -244,6 +210,11 @@ mod tests {
         };
         let err = error(&short_token);
         assert!(err.contains("LOGIC_ADMIN_TOKEN must be at least 32") && !err.contains("tiny"));
+        let long_token = Settings {
+            logic_admin_token: Some(SecretString::from("t".repeat(MIN_TOKEN_LEN))),
+            ..production()
+        };
+        assert_eq!(error(&long_token), "");
         let console_without_token = Settings {
             ops_password_hash: Some(SecretString::from("$argon2id$v=19$...".to_owned())),
             ..production()

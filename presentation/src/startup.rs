@@ -1,9 +1,8 @@
 //! Building and running the presentation app: the logic client, cookie keys, security
-//! headers, routes, and a graceful stop on SIGINT/SIGTERM.
+//! headers, routes, and a graceful stop when the stop token is cancelled.
 
 use std::net::{SocketAddr, TcpListener};
 
-use actix_web::dev::Server;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -25,8 +24,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      frame-ancestors 'none'; base-uri 'none'";
 
 pub struct Application {
-    server: Server,
+    listener: TcpListener,
     address: SocketAddr,
+    logic: web::Data<LogicClient>,
+    keys: web::Data<CookieKeys>,
+    ops: web::Data<OpsAuth>,
     stop: CancellationToken,
 }
 
@@ -57,13 +59,55 @@ impl Application {
         )?);
         let keys = web::Data::new(CookieKeys::from_settings(&settings)?);
         let ops = web::Data::new(OpsAuth::from_settings(&settings)?);
-        let ops_enabled = ops.enabled();
         telemetry::recorder();
-        let stop = CancellationToken::new();
-        let stop_data = web::Data::new(stop.clone());
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            address,
+            logic,
+            keys,
+            ops,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Uses `stop` as the stop token (the one `main` wired to the signals).
+    pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Cancelling this token stops the application as a signal would.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the stop token is cancelled: stops accepting, lets in-flight requests
+    /// finish. The live order streams watch the same token, so they end first instead of
+    /// holding the drain until its timeout.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            logic,
+            keys,
+            ops,
+            stop,
+            ..
+        } = self;
+        let ops_enabled = ops.enabled();
+        // The server is made here, not in `build`, so that the streams get the token given
+        // by `with_stop_token`.
+        let stop_data = web::Data::new(stop.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(logic.clone())
@@ -112,64 +156,8 @@ impl Application {
         .disable_signals()
         .shutdown_timeout(10)
         .run();
-        Ok(Application {
-            server,
-            address,
-            stop,
-        })
-    }
-
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    pub fn port(&self) -> u16 {
-        self.address.port()
-    }
-
-    /// Cancelling this token stops the application as a signal would.
-    pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    /// Serves until SIGINT/SIGTERM or the stop token: stops accepting, ends the live
-    /// order streams, lets in-flight requests finish.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let stop = self.stop.clone();
-        let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => {
-                stop.cancel();
-                result??;
-            }
-            _ = shutdown_signal(&stop) => {
-                tracing::info!("stopping: draining in-flight requests");
-                stop.cancel();
-                handle.stop(true).await;
-                server.await??;
-            }
-        }
+        service::http::serve_until_stopped(server, &stop).await?;
         tracing::info!("presentation stopped");
         Ok(())
-    }
-}
-
-/// Resolves on SIGINT, SIGTERM, or when the token is cancelled.
-async fn shutdown_signal(stop: &CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = stop.cancelled() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = stop.cancelled() => {}
     }
 }

@@ -1,6 +1,5 @@
-//! Logs, request spans carrying a W3C trace context, and Prometheus metrics.
+//! Request spans carrying a W3C trace context, and this tier's Prometheus metrics.
 
-use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -9,56 +8,31 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use contracts::trace::TraceParent;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusRecorder;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber (`RUST_LOG`, JSON with `RUST_LOG_FORMAT=json`); later
-/// calls do nothing.
-pub fn init(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    // Colours only at a terminal: the fmt layer styles every field of every request's span
-    // when the span is created, and a log file or collector has no use for escape codes.
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 /// This tier's own recorder. It is not installed globally, so that it keeps working when
 /// another tier shares the process (the tests run logic in-process too).
 pub fn recorder() -> &'static PrometheusRecorder {
     static RECORDER: OnceLock<PrometheusRecorder> = OnceLock::new();
     RECORDER.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&[
+        service::metrics::Prometheus::new()
+            .buckets(&[
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ])
-            .expect("static bucket list is valid")
-            .build_recorder();
-        metrics::with_local_recorder(&recorder, || {
-            metrics::describe_counter!("strata_http_requests_total", "HTTP requests by route");
-            metrics::describe_histogram!(
-                "strata_http_request_duration_seconds",
-                metrics::Unit::Seconds,
-                "HTTP request latency by route"
-            );
-            metrics::describe_counter!(
-                "strata_logic_calls_total",
-                "Calls to the logic API by operation and outcome"
-            );
-        });
-        recorder
+            .local(|| {
+                metrics::describe_counter!("strata_http_requests_total", "HTTP requests by route");
+                metrics::describe_histogram!(
+                    "strata_http_request_duration_seconds",
+                    metrics::Unit::Seconds,
+                    "HTTP request latency by route"
+                );
+                metrics::describe_counter!(
+                    "strata_logic_calls_total",
+                    "Calls to the logic API by operation and outcome"
+                );
+            })
     })
 }
 

@@ -32,7 +32,7 @@ async fn no_secret_reaches_the_logs_the_pages_or_the_metrics() {
     let hash_output = hash.rsplit('$').next().expect("hash output").to_owned();
     let logic_token = distinctive("LogicToken");
 
-    presentation::telemetry::init("error");
+    service::logging::init("error");
     let mut settings = LogicSettings::with_data(env.data.clone());
     settings.admin_token = Some(SecretString::from(logic_token.clone()));
     let logic = logic::Application::build(settings)

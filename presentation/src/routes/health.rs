@@ -34,6 +34,6 @@ pub async fn readyz(req: HttpRequest, logic: web::Data<LogicClient>) -> HttpResp
 #[get("/metrics")]
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(service::metrics::CONTENT_TYPE)
         .body(recorder().handle().render())
 }

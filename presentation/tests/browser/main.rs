@@ -52,7 +52,7 @@ async fn presentation(logic_url: &str) -> (String, CancellationToken) {
 }
 
 async fn start_stack() -> Stack {
-    presentation::telemetry::init("error");
+    service::logging::init("error");
     let env = TestEnv::new().await;
     let mut logic_settings = LogicSettings::with_data(env.data.clone());
     logic_settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
@@ -65,7 +65,7 @@ async fn start_stack() -> Stack {
     let mut settings = worker::WorkerSettings::with_data(env.data.clone());
     // Slow enough payments that the page is seen pending before it turns fulfilled.
     settings.payment_latency_ms = 2000;
-    let worker = worker::Worker::build(settings).expect("building a worker");
+    let worker = worker::Application::build(settings).expect("building a worker");
     stops.push(worker.stop_token());
     tokio::spawn(worker.run_until_stopped());
     let (base, stop) = presentation(&logic_url).await;

@@ -48,7 +48,7 @@ impl Drop for Shop {
 
 /// Starts logic on the test's services; returns its base URL and stop token.
 pub async fn spawn_logic(env: &TestEnv) -> (String, CancellationToken) {
-    presentation::telemetry::init("error");
+    service::logging::init("error");
     let mut settings = LogicSettings::with_data(env.data.clone());
     settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
     let app = logic::Application::build(settings)
@@ -65,7 +65,7 @@ pub async fn spawn_presentation(
     logic_url: &str,
     tweak: impl FnOnce(&mut Settings),
 ) -> (String, CancellationToken) {
-    presentation::telemetry::init("error");
+    service::logging::init("error");
     let mut settings = Settings::for_logic(logic_url);
     tweak(&mut settings);
     let app = Application::build(settings)
@@ -99,7 +99,7 @@ impl Shop {
         let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
         settings.payment_latency_ms = payment_latency_ms;
         settings.retry_delay_ms = 100;
-        let w = worker::Worker::build(settings).expect("building a worker");
+        let w = worker::Application::build(settings).expect("building a worker");
         self.stops.push(w.stop_token());
         tokio::spawn(w.run_until_stopped());
     }

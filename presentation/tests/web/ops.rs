@@ -294,7 +294,7 @@ async fn the_dlq_table_lists_a_real_dead_letter_and_redrive_moves_it_back() {
     broken.data.database_url = SecretString::from(format!("{url}_gone"));
     broken.data.database_acquire_timeout_ms = 300;
     broken.retry_delay_ms = 20;
-    let broken = worker::Worker::build(broken).expect("worker");
+    let broken = worker::Application::build(broken).expect("worker");
     let stop_broken = broken.stop_token();
     tokio::spawn(broken.run_until_stopped());
 
