@@ -113,7 +113,7 @@ pub struct AutoscalerSettings {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = data::config::DEV_AMQP_URL,
+        default_value = data::settings::DEV_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -182,7 +182,7 @@ impl AutoscalerSettings {
                  the local development default",
             ));
         }
-        data::config::check_production_amqp("AMQP_URL", &self.amqp_url)
+        data::settings::check_production_amqp("AMQP_URL", &self.amqp_url)
     }
 
     /// The worker executable: the flag, or `worker` beside this executable.
@@ -241,7 +241,7 @@ mod tests {
             err.contains("RABBITMQ_API_PASSWORD (or RABBITMQ_API_PASSWORD_FILE)"),
             "{err}"
         );
-        let err = error(settings("api-secret", data::config::DEV_AMQP_URL));
+        let err = error(settings("api-secret", data::settings::DEV_AMQP_URL));
         assert!(
             err.contains("AMQP_URL (or AMQP_URL_FILE) must be set"),
             "{err}"
@@ -253,7 +253,7 @@ mod tests {
         );
         let dev = AutoscalerSettings {
             profile: Profile::Development,
-            ..settings("guest", data::config::DEV_AMQP_URL)
+            ..settings("guest", data::settings::DEV_AMQP_URL)
         };
         assert_eq!(error(dev), "");
     }

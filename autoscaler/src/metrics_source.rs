@@ -177,16 +177,18 @@ impl QueueMetrics {
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
         if !usable {
-            let connection =
-                data::broker::connect(self.amqp_url.expose_secret(), "strata-autoscaler")
-                    .await
-                    .context("connecting to RabbitMQ")?;
+            let connection = data::messaging::broker::connect(
+                self.amqp_url.expose_secret(),
+                "strata-autoscaler",
+            )
+            .await
+            .context("connecting to RabbitMQ")?;
             let channel = connection.create_channel().await?;
             self.amqp = Some((connection, channel));
         }
         let (_, channel) = self.amqp.as_ref().context("no AMQP channel")?;
         // A passive declare of a missing queue closes the channel; it is reopened next time.
-        let (ready, _consumers) = data::broker::queue_depth(channel, &self.queue)
+        let (ready, _consumers) = data::messaging::broker::queue_depth(channel, &self.queue)
             .await
             .with_context(|| format!("passive declare of {}", self.queue))?;
         Ok(u64::from(ready))

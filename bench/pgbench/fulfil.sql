@@ -1,8 +1,9 @@
 -- The worker's transaction for one FulfilOrder message that fulfils its order
--- (data/src/fulfil.rs, CLAIM and SETTLE, payment approved at once): dedup ledger, order and
--- product rows locked, then stock taken, status set and the event written to the outbox.
--- The wake-up of the relays is not part of it: the worker sends it from a task of its
--- own, one pg_notify for all the commits of the moment (data/src/outbox.rs, notifier).
+-- (worker/src/fulfilment/transaction.rs, CLAIM and SETTLE, payment approved at once):
+-- dedup ledger, order and product rows locked, then stock taken, status set and the event
+-- written to the outbox. The wake-up of the relays is not part of it: the worker sends it
+-- from a task of its own, one pg_notify for all the commits of the moment
+-- (data/src/messaging/outbox.rs, notifier).
 -- Run with -M prepared -D n=0 -D base=B: each client works through its own pre-inserted
 -- orders, ids derived from B + client_id * 1000000 + n (fulfil-orders.sql inserts them);
 -- message ids grow with n, as UUIDv7 ids grow with time.

@@ -1,5 +1,5 @@
 -- One order of one line, with the statement logic sends when it accepts
--- POST /api/v1/orders (data/src/orders.rs, PLACE): price lookup, order, lines,
+-- POST /api/v1/orders (data/src/store/orders.rs, PLACE): price lookup, order, lines,
 -- idempotency key, outbox message and audit entry, as one statement (so one transaction).
 -- Logic sends nothing more: its outbox relay runs in the same process and is woken in
 -- memory. Run with -M prepared (sqlx prepares its statements too) and -D n=0

@@ -1,18 +1,15 @@
-//! Strata's data tier: configuration of the backing services, the Postgres repositories
-//! (sqlx), the Redis read cache, and the one place that declares the broker topology.
+//! Strata's data tier, in folders by what they hold: `store/` is Postgres (the pool and
+//! migrations, the repositories of products, orders and the audit trail); `cache/` is the
+//! Redis read cache with the in-process near cache in front of it and the subscription
+//! that keeps it fresh; `messaging/` is RabbitMQ (connecting, the one declaration of the
+//! topology, the management API, the dead-letter queue) and the transactional outbox;
+//! `settings.rs` reads where those services are.
 
-pub mod audit;
-pub mod broker;
-pub mod broker_api;
 pub mod cache;
-pub mod config;
-pub mod db;
-pub mod dlq;
-pub mod near_cache;
-pub mod orders;
-pub mod outbox;
-pub mod products;
+pub mod messaging;
 pub mod relay;
 pub mod seed;
+pub mod settings;
+pub mod store;
 
-pub use config::DataSettings;
+pub use settings::DataSettings;

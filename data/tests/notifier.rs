@@ -21,7 +21,7 @@ fn order(sku: &str) -> PlaceOrder {
 async fn listener(pool: &sqlx::PgPool) -> PgListener {
     let mut listener = PgListener::connect_with(pool).await.expect("listener");
     listener
-        .listen(data::outbox::CHANNEL)
+        .listen(data::messaging::outbox::CHANNEL)
         .await
         .expect("LISTEN");
     listener
@@ -43,13 +43,16 @@ async fn commits_are_announced_by_the_notifier_of_their_database() {
     let mut other_listener = listener(&other.pool).await;
 
     let stop = CancellationToken::new();
-    let notifier = tokio::spawn(data::outbox::notifier(served.pool.clone(), stop.clone()));
+    let notifier = tokio::spawn(data::messaging::outbox::notifier(
+        served.pool.clone(),
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // A burst of commits in the served database: every one is covered by a notification
     // the notifier sends after it, and they share fewer than one each.
     for _ in 0..20 {
-        data::orders::place(&served.pool, &order("NOTE-1"), None, None)
+        data::store::orders::place(&served.pool, &order("NOTE-1"), None, None)
             .await
             .expect("place");
     }
@@ -59,7 +62,7 @@ async fn commits_are_announced_by_the_notifier_of_their_database() {
     );
 
     // Another database: the notifier is not its wake-up; the commit notifies by itself.
-    data::orders::place(&other.pool, &order("NOTE-2"), None, None)
+    data::store::orders::place(&other.pool, &order("NOTE-2"), None, None)
         .await
         .expect("place");
     assert!(

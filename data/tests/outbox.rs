@@ -15,8 +15,14 @@ async fn replicas_migrating_at_once_all_succeed() {
     let url = env.data.database_url.expose_secret().to_owned();
     fresh.database_url = SecretString::from(format!("{url}_fresh"));
     let runs = futures_lite::future::zip(
-        futures_lite::future::zip(data::db::migrate(&fresh), data::db::migrate(&fresh)),
-        futures_lite::future::zip(data::db::migrate(&fresh), data::db::migrate(&fresh)),
+        futures_lite::future::zip(
+            data::store::db::migrate(&fresh),
+            data::store::db::migrate(&fresh),
+        ),
+        futures_lite::future::zip(
+            data::store::db::migrate(&fresh),
+            data::store::db::migrate(&fresh),
+        ),
     )
     .await;
     let ((a, b), (c, d)) = runs;
@@ -26,7 +32,7 @@ async fn replicas_migrating_at_once_all_succeed() {
             .fetch_one(&pool)
             .await
             .expect("count");
-        assert_eq!(applied as usize, data::db::MIGRATOR.iter().count());
+        assert_eq!(applied as usize, data::store::db::MIGRATOR.iter().count());
         pool.close().await;
     }
     sqlx::query(&format!(
@@ -79,7 +85,7 @@ async fn two_relays_publish_every_message_exactly_once() {
     let env = testkit::TestEnv::new().await;
     env.product("REL-1", 100, 1000).await;
     for _ in 0..150 {
-        data::orders::place(
+        data::store::orders::place(
             &env.pool,
             &PlaceOrder {
                 email: "r@example.com".to_owned(),
@@ -109,7 +115,7 @@ async fn two_relays_publish_every_message_exactly_once() {
         ));
     }
     testkit::eventually(Duration::from_secs(30), "the outbox drained", || async {
-        (data::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
+        (data::messaging::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
     })
     .await;
     stop.cancel();

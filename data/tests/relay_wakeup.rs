@@ -16,7 +16,7 @@ async fn place(env: &testkit::TestEnv, sku: &str) {
             quantity: 1,
         }],
     };
-    data::orders::place(&env.pool, &order, None, None)
+    data::store::orders::place(&env.pool, &order, None, None)
         .await
         .expect("place");
 }

@@ -39,12 +39,12 @@ impl Cli {
         };
         match self.command.unwrap_or(Command::Serve) {
             Command::Migrate => {
-                data::db::migrate(&data).await?;
+                data::store::db::migrate(&data).await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
             Command::Seed { products } => {
-                let pool = data::db::migrate(&data).await?;
+                let pool = data::store::db::migrate(&data).await?;
                 let inserted = data::seed::seed(&pool, products).await?;
                 tracing::info!(products, inserted, "catalog seeded");
                 Ok(())

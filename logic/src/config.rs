@@ -38,7 +38,7 @@ pub struct LogicSettings {
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
     #[command(flatten)]
-    pub near_cache: data::near_cache::NearCacheSettings,
+    pub near_cache: data::cache::near::NearCacheSettings,
     #[command(flatten)]
     pub data: DataSettings,
 }
@@ -69,7 +69,7 @@ impl LogicSettings {
             rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
             autoscaler_url: None,
             http_workers: 2,
-            near_cache: data::near_cache::NearCacheSettings::default(),
+            near_cache: data::cache::near::NearCacheSettings::default(),
             data,
         }
     }

@@ -46,7 +46,7 @@ impl Application {
         if admin.is_none() {
             tracing::warn!("no ADMIN_TOKEN configured: admin endpoints answer 401");
         }
-        let pool = (|| data::db::migrate(&data_settings))
+        let pool = (|| data::store::db::migrate(&data_settings))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(200))
@@ -64,7 +64,7 @@ impl Application {
             .context("migrating the database")?;
         let cache = Arc::new(Cache::with_near_cache(&data_settings, &settings.near_cache));
         telemetry::prometheus();
-        data::near_cache::describe_metrics();
+        data::cache::near::describe_metrics();
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
@@ -135,7 +135,7 @@ impl Application {
                 background.child_token(),
             ))
         });
-        let near_cache = tokio::spawn(data::near_cache::subscribe(
+        let near_cache = tokio::spawn(data::cache::invalidation::subscribe(
             cache.clone(),
             data_settings.clone(),
             background.child_token(),

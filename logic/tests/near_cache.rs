@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use data::cache::Cache;
-use data::near_cache::NearCacheSettings;
+use data::cache::near::NearCacheSettings;
 use logic::{Application, LogicSettings};
 use secrecy::SecretString;
 use serde_json::json;

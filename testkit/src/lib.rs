@@ -84,11 +84,11 @@ impl TestEnv {
             delivery_limit: 5,
             ..DataSettings::default()
         };
-        let pool = data::db::migrate(&data).await?;
+        let pool = data::store::db::migrate(&data).await?;
         // Declare the topology now, so a test can look at queues before any process did.
-        let conn = data::broker::connect(data.amqp_url(), "strata-test-setup").await?;
+        let conn = data::messaging::broker::connect(data.amqp_url(), "strata-test-setup").await?;
         let channel = conn.create_channel().await?;
-        data::broker::declare_topology(&channel, data.delivery_limit).await?;
+        data::messaging::broker::declare_topology(&channel, data.delivery_limit).await?;
         let _ = conn.close(200, "declared".into()).await;
         Ok(TestEnv {
             id,
@@ -156,22 +156,23 @@ impl TestEnv {
     /// management API (its figures lag the broker by up to a few seconds); None until the
     /// API has sampled the queue.
     pub async fn queue_counts(&self, queue: &str) -> Option<(u64, u64)> {
-        let reading = data::broker_api::queue_reading(&self.data, &rabbitmq_api(), queue)
-            .await
-            .ok()?;
+        let reading =
+            data::messaging::management::queue_reading(&self.data, &rabbitmq_api(), queue)
+                .await
+                .ok()?;
         Some((reading.ready, reading.unacked?))
     }
 
     /// Number of messages in a queue, counted by the broker (passive declare: exact).
     pub async fn queue_ready(&self, queue: &str) -> u32 {
-        let conn = data::broker::connect(
+        let conn = data::messaging::broker::connect(
             secrecy::ExposeSecret::expose_secret(&self.data.amqp_url),
             "strata-test",
         )
         .await
         .expect("connecting to RabbitMQ");
         let channel = conn.create_channel().await.expect("channel");
-        let (ready, _) = data::broker::queue_depth(&channel, queue)
+        let (ready, _) = data::messaging::broker::queue_depth(&channel, queue)
             .await
             .expect("passive declare");
         let _ = conn.close(200, "done".into()).await;

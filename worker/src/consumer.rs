@@ -82,11 +82,11 @@ impl Consumer {
         backoff_builder: &ExponentialBuilder,
     ) -> anyhow::Result<()> {
         let data = &self.settings.data;
-        let connection = data::broker::connect(data.amqp_url(), "strata-worker")
+        let connection = data::messaging::broker::connect(data.amqp_url(), "strata-worker")
             .await
             .context("connecting to RabbitMQ")?;
         let channel = connection.create_channel().await?;
-        data::broker::declare_topology(&channel, data.delivery_limit)
+        data::messaging::broker::declare_topology(&channel, data.delivery_limit)
             .await
             .context("declaring the topology")?;
         channel

@@ -31,7 +31,7 @@ impl Application {
     /// health endpoints' listener. Nothing is consumed before `run_until_stopped`.
     pub fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
         let data = settings.data.clone().resolve_files()?;
-        let pool = data::db::pool(&data)?;
+        let pool = data::store::db::pool(&data)?;
         let gateway = PaymentGateway {
             latency: Duration::from_millis(settings.payment_latency_ms),
             decline_rate: settings.payment_decline_rate.clamp(0.0, 1.0),
@@ -107,7 +107,7 @@ impl Application {
         // The wake-ups of the relays after each commit, sent by a task of their own; it
         // stops after the drain, so the last commits are announced too.
         let notifier_stop = CancellationToken::new();
-        let notifier = tokio::spawn(data::outbox::notifier(
+        let notifier = tokio::spawn(data::messaging::outbox::notifier(
             self.pool.clone(),
             notifier_stop.clone(),
         ));

@@ -101,7 +101,7 @@ async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
     wait_status(&http, &readyz, 200).await;
 
     // An order goes through, and the counter shows it.
-    let (order, _) = data::orders::place(
+    let (order, _) = data::store::orders::place(
         &env.pool,
         &PlaceOrder {
             email: "health@example.com".to_owned(),

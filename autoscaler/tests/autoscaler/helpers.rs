@@ -79,7 +79,7 @@ impl Rig {
                     email: "scale@example.com".to_owned(),
                     lines: vec![OrderLineRequest { sku, quantity: 1 }],
                 };
-                let (order, _) = data::orders::place(&pool, &order, None, None)
+                let (order, _) = data::store::orders::place(&pool, &order, None, None)
                     .await
                     .expect("placing an order");
                 order.id

@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use contracts::{AuditAction, AuditOutcome, AuditPage, ErrorBody, MAX_PER_PAGE};
-use data::audit::{AuditQuery, Caller, Record};
+use data::store::audit::{AuditQuery, Caller, Record};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ pub async fn record_failure(
         error_code: Some(err.code()),
         detail,
     };
-    if let Err(e) = data::audit::record_alone(&state.pool, &entry).await {
+    if let Err(e) = data::store::audit::record_alone(&state.pool, &entry).await {
         tracing::warn!(
             error = %e,
             action = action.as_str(),
@@ -216,6 +216,6 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.check(&req)?;
     let query = params.into_inner().into_query()?;
-    let page = data::audit::list(&state.pool, &query).await?;
+    let page = data::store::audit::list(&state.pool, &query).await?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -24,14 +24,15 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let timeout = Duration::from_secs(2);
     let postgres = async {
-        match tokio::time::timeout(timeout, data::db::ping(&state.pool)).await {
+        match tokio::time::timeout(timeout, data::store::db::ping(&state.pool)).await {
             Ok(Ok(())) => "ok".to_owned(),
             Ok(Err(_)) => "unreachable".to_owned(),
             Err(_) => "timeout".to_owned(),
         }
     };
     let rabbitmq = async {
-        let connect = data::broker::connect(state.data.amqp_url(), "strata-logic-readyz");
+        let connect =
+            data::messaging::broker::connect(state.data.amqp_url(), "strata-logic-readyz");
         match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(conn)) => {
                 let _ = conn.close(200, "readiness probe".into()).await;

@@ -6,7 +6,7 @@ use contracts::{
     AuditAction, CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats,
     RedriveRequest, RedriveResult,
 };
-use data::audit::Record;
+use data::store::audit::Record;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,7 +48,7 @@ pub async fn list(
         ));
     }
     let _dlq = state.dlq.lock().await;
-    let (total, items) = data::dlq::peek(&state.data, limit)
+    let (total, items) = data::messaging::dlq::peek(&state.data, limit)
         .await
         .map_err(broker_error)?;
     Ok(HttpResponse::Ok().json(DeadLetterList { total, items }))
@@ -82,14 +82,14 @@ pub async fn redrive(
     // The redrive touches only the broker: its entry is written right after, with how
     // many messages moved, whether it finished or not.
     let dlq = state.dlq.lock().await;
-    let redriven = data::dlq::redrive(&state.data, limit).await;
+    let redriven = data::messaging::dlq::redrive(&state.data, limit).await;
     drop(dlq);
     match redriven {
         Ok((redriven, remaining)) => {
             tracing::info!(redriven, remaining, "dead-letter queue redriven");
             let detail = json!({"limit": limit, "redriven": redriven, "remaining": remaining});
             let entry = Record::success(&caller, action, target, detail);
-            if let Err(e) = data::audit::record_alone(&state.pool, &entry).await {
+            if let Err(e) = data::store::audit::record_alone(&state.pool, &entry).await {
                 // The messages moved; answering an error would invite a second redrive.
                 tracing::warn!(error = %e, redriven, "the audit entry of a redrive could not be written");
             }
@@ -151,7 +151,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     state.admin.check(&req)?;
     let api = state.rabbitmq_api_url.as_str();
     let queue = async {
-        data::broker_api::queue_reading(&state.data, api, contracts::FULFIL_QUEUE)
+        data::messaging::management::queue_reading(&state.data, api, contracts::FULFIL_QUEUE)
             .await
             .ok()
             .map(|r| QueueStats {
@@ -165,7 +165,10 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     // passive declare would miss (peeks and redrives hold the lock).
     let dlq = async {
         let _dlq = state.dlq.lock().await;
-        data::dlq::depth(&state.data).await.ok().map(u64::from)
+        data::messaging::dlq::depth(&state.data)
+            .await
+            .ok()
+            .map(u64::from)
     };
     let autoscaler = async {
         let base = state.autoscaler_url.as_deref()?;
@@ -194,7 +197,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         dlq,
         autoscaler,
         orders,
-        data::outbox::backlog(&state.pool)
+        data::messaging::outbox::backlog(&state.pool)
     );
     let (hits, misses) = state.cache.counts();
     Ok(HttpResponse::Ok().json(OpsStats {

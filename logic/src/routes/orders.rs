@@ -2,8 +2,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use contracts::{AuditAction, ErrorBody, Order, PlaceOrder};
-use data::audit::Caller;
-use data::orders::{PlaceOrderError, Placement};
+use data::store::audit::Caller;
+use data::store::orders::{PlaceOrderError, Placement};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -54,7 +54,7 @@ async fn accept(
     let order = validation::order(crate::extract::json_object::<PlaceOrder>(body)?)?;
     let traceparent = Some(trace_context(req).child().to_string());
     let (order, placement) =
-        data::orders::place_recorded(&state.pool, &order, key, traceparent, caller)
+        data::store::orders::place_recorded(&state.pool, &order, key, traceparent, caller)
             .await
             .map_err(|e| match e {
                 PlaceOrderError::UnknownSku(sku) => ApiError::UnknownSku(sku),
@@ -94,7 +94,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let raw = id.into_inner();
     let id = Uuid::parse_str(&raw).map_err(|_| ApiError::InvalidOrderId(raw.clone()))?;
-    let order: Order = data::orders::get(&state.pool, id)
+    let order: Order = data::store::orders::get(&state.pool, id)
         .await?
         .ok_or(ApiError::OrderNotFound(raw))?;
     Ok(HttpResponse::Ok().json(order))

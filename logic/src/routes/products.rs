@@ -4,8 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, web};
 use contracts::{
     AuditAction, CategoryList, ErrorBody, MAX_PER_PAGE, Product, ProductPage, ProductPatch,
 };
-use data::audit::{Caller, Record};
-use data::products::ProductQuery;
+use data::store::audit::{Caller, Record};
+use data::store::products::ProductQuery;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -85,7 +85,7 @@ pub async fn list(
     let load = {
         let query = query.clone();
         || async move {
-            data::products::list(&pool, &query)
+            data::store::products::list(&pool, &query)
                 .await
                 .map_err(ApiError::from)
         }
@@ -108,7 +108,7 @@ pub async fn list(
 pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pool = state.pool.clone();
     let load = || async move {
-        data::products::categories(&pool)
+        data::store::products::categories(&pool)
             .await
             .map(|items| CategoryList { items })
             .map_err(ApiError::from)
@@ -141,7 +141,7 @@ pub async fn get(
     let (json, source) = state
         .cache
         .get_or_load_json(&key, || async move {
-            data::products::get(&pool, &lookup)
+            data::store::products::get(&pool, &lookup)
                 .await
                 .map_err(ApiError::from)
         })
@@ -206,7 +206,7 @@ async fn apply_update(
     }
     if validation::is_empty_patch(&patch) {
         // Nothing to change: answer with the product as it is.
-        let product = data::products::get(&state.pool, &sku)
+        let product = data::store::products::get(&state.pool, &sku)
             .await?
             .ok_or(ApiError::ProductNotFound(sku.clone()))?;
         let entry = Record::success(
@@ -215,11 +215,11 @@ async fn apply_update(
             Some(format!("product:{sku}")),
             serde_json::json!({ "changes": {} }),
         );
-        data::audit::record_alone(&state.pool, &entry).await?;
+        data::store::audit::record_alone(&state.pool, &entry).await?;
         return Ok(HttpResponse::Ok().json(product));
     }
     let traceparent = Some(trace_context(req).child().to_string());
-    let product = data::products::update(&state.pool, &sku, &patch, traceparent, caller)
+    let product = data::store::products::update(&state.pool, &sku, &patch, traceparent, caller)
         .await?
         .ok_or_else(|| ApiError::ProductNotFound(sku.clone()))?;
     state.cache.invalidate_product(&sku).await;

@@ -141,9 +141,10 @@ async fn the_dlq_count_is_exact_while_the_dlq_is_being_listed() {
     let app = spawn_app().await;
     // Declares the topology, then three dead letters straight into the DLQ.
     assert_eq!(app.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
-    let conn = data::broker::connect(app.env.data.amqp_url.expose_secret(), "strata-test")
-        .await
-        .expect("connecting to RabbitMQ");
+    let conn =
+        data::messaging::broker::connect(app.env.data.amqp_url.expose_secret(), "strata-test")
+            .await
+            .expect("connecting to RabbitMQ");
     let channel = conn.create_channel().await.expect("channel");
     for n in 0..3 {
         channel

@@ -3,7 +3,7 @@
 //! as processed and announce the outcome, all in ONE Postgres transaction.
 
 use contracts::{EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus};
-use data::outbox;
+use data::messaging::outbox;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 

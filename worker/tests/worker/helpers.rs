@@ -42,7 +42,7 @@ impl Rig {
 
     /// Places an order directly through the data tier (order + outbox row).
     pub async fn place(&self, sku: &str, quantity: i32) -> Uuid {
-        let (order, _) = data::orders::place(
+        let (order, _) = data::store::orders::place(
             &self.env.pool,
             &PlaceOrder {
                 email: "w@example.com".to_owned(),
@@ -89,7 +89,7 @@ impl Rig {
 
     /// Publishes raw bytes to the fulfilment queue, as any producer could.
     pub async fn publish_command(&self, body: &[u8], properties: lapin::BasicProperties) {
-        let conn = data::broker::connect(self.env.data.amqp_url(), "test-publisher")
+        let conn = data::messaging::broker::connect(self.env.data.amqp_url(), "test-publisher")
             .await
             .expect("connect");
         let channel = conn.create_channel().await.expect("channel");

@@ -48,7 +48,7 @@ async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
     let env = testkit::TestEnv::new().await;
     env.product("LCK-A", 100, 10).await;
     env.product("LCK-B", 100, 10).await;
-    let (first, _) = data::orders::place(&env.pool, &order(&["LCK-A", "LCK-B"]), None, None)
+    let (first, _) = data::store::orders::place(&env.pool, &order(&["LCK-A", "LCK-B"]), None, None)
         .await
         .expect("first order");
 
@@ -68,7 +68,7 @@ async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
     // Generous bound: this either succeeds at once or waits for the payment forever.
     let second = tokio::time::timeout(
         Duration::from_secs(10),
-        data::orders::place(&env.pool, &order(&["LCK-B", "LCK-A"]), None, None),
+        data::store::orders::place(&env.pool, &order(&["LCK-B", "LCK-A"]), None, None),
     )
     .await
     .expect("placing must not wait for the worker's product locks")

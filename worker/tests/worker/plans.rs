@@ -39,7 +39,7 @@ async fn placing_and_fulfilling_reuse_a_generic_plan() {
         .expect("analyze");
     let mut settings = env.data.clone();
     settings.database_max_connections = 1;
-    let pool = data::db::pool(&settings).expect("pool");
+    let pool = data::store::db::pool(&settings).expect("pool");
 
     let mut orders = Vec::new();
     for n in 0..10 {
@@ -58,9 +58,10 @@ async fn placing_and_fulfilling_reuse_a_generic_plan() {
             email: "plans@example.com".to_owned(),
             lines,
         };
-        let (placed, _) = data::orders::place(&pool, &order, Some(&format!("plan-{n}")), None)
-            .await
-            .expect("place");
+        let (placed, _) =
+            data::store::orders::place(&pool, &order, Some(&format!("plan-{n}")), None)
+                .await
+                .expect("place");
         orders.push(placed.id);
     }
     for id in &orders {

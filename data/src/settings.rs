@@ -172,7 +172,7 @@ pub fn check_production_amqp(name: &str, url: &SecretString) -> anyhow::Result<(
              broker"
         )));
     }
-    let (user, password, _) = crate::broker_api::amqp_parts(url);
+    let (user, password, _) = crate::messaging::management::amqp_parts(url);
     if user == "guest" && password == "guest" {
         return Err(production_error(format!(
             "{name} must not use RabbitMQ's guest:guest account (give the user and password \

@@ -10,7 +10,8 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation, Connection};
 use uuid::Uuid;
 
-use crate::{DataSettings, broker};
+use crate::DataSettings;
+use crate::messaging::broker;
 
 /// Headers the broker adds when dead-lettering; a redriven message starts clean.
 const DEATH_HEADERS: &[&str] = &[

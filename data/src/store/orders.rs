@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::audit::{self, Caller, Record};
-use crate::outbox;
+use crate::messaging::outbox;
+use crate::store::audit::{self, Caller, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceOrderError {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use crate::{DataSettings, broker};
+use crate::DataSettings;
+use crate::messaging::broker;
 
 /// One reading of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,5 @@
-//! The read cache (ElastiCache's role): cache-aside over Redis with a TTL.
-//!
-//! - A miss loads from Postgres once per key, however many requests miss together
-//!   (single flight), and stores the value with a TTL.
-//! - Writers call [`Cache::invalidate_product`] after their commit.
-//! - Redis down means slower, never failing: every Redis call has a timeout, errors are
-//!   counted in `strata_cache_unavailable_total`, and the value comes from Postgres.
-//! - An optional near cache ([`crate::near_cache`]) in front of Redis answers repeated reads
-//!   from process memory while its invalidation subscription is up.
+//! [`Cache`]: reads through the near cache and Redis to a loader, with single flight, and
+//! the invalidation of a product after a write.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +14,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 
 use crate::DataSettings;
-use crate::near_cache::{NearCache, NearCacheSettings};
+use crate::cache::near::{NearCache, NearCacheSettings};
 
 type Flight = Arc<OnceCell<Result<String, String>>>;
 
@@ -61,7 +54,7 @@ impl Cache {
     }
 
     /// A Redis cache with a near cache in front; the near cache stays bypassed until
-    /// [`crate::near_cache::subscribe`] has its subscription up.
+    /// [`crate::cache::invalidation::subscribe`] has its subscription up.
     pub fn with_near_cache(settings: &DataSettings, near: &NearCacheSettings) -> Self {
         let client = match redis::Client::open(settings.redis_url.expose_secret()) {
             Ok(c) => Some(c),

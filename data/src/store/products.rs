@@ -6,8 +6,8 @@ use contracts::{
 };
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder};
 
-use crate::audit::{self, Caller, Record};
-use crate::outbox;
+use crate::messaging::outbox;
+use crate::store::audit::{self, Caller, Record};
 
 #[derive(Debug, sqlx::FromRow)]
 struct ProductRow {

@@ -1,0 +1,7 @@
+//! Postgres: the pool and the embedded migrations ([`db`]), and the repositories of the
+//! catalog ([`products`]), of orders ([`orders`]) and of the audit trail ([`audit`]).
+
+pub mod audit;
+pub mod db;
+pub mod orders;
+pub mod products;
