@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use crate::logic::LogicError;
+use crate::logic_client::LogicError;
 use crate::views;
 
 #[derive(thiserror::Error)]

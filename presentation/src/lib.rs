@@ -6,7 +6,7 @@ pub mod config;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
-pub mod logic;
+pub mod logic_client;
 pub mod ops;
 pub mod routes;
 pub mod startup;

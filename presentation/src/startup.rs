@@ -13,7 +13,7 @@ use crate::Settings;
 use crate::cookies::CookieKeys;
 use crate::csrf::{self, FORM_LIMIT};
 use crate::error::PageError;
-use crate::logic::LogicClient;
+use crate::logic_client::LogicClient;
 use crate::ops::OpsAuth;
 use crate::routes;
 use crate::telemetry::{self, EdgeRootSpan};

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use contracts::{AuditAction, AuditEntry, AuditOutcome, AuditPage};
 use serde::{Deserialize, Serialize};
 
-use crate::logic::AuditQuery;
+use crate::logic_client::AuditQuery;
 use crate::ops::view::MISSING;
 
 /// Entries per page.

@@ -12,7 +12,7 @@ use crate::cart::{Cart, CartError};
 use crate::cookies::CookieKeys;
 use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
-use crate::logic::{LogicClient, LogicError};
+use crate::logic_client::{LogicClient, LogicError};
 use crate::telemetry::trace_context;
 use crate::views;
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::cart::Cart;
 use crate::error::PageError;
-use crate::logic::{LogicClient, ProductQuery};
+use crate::logic_client::{LogicClient, ProductQuery};
 use crate::telemetry::trace_context;
 use crate::views;
 

@@ -13,7 +13,7 @@ use crate::cart::Cart;
 use crate::cookies::CookieKeys;
 use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
-use crate::logic::{LogicClient, LogicError};
+use crate::logic_client::{LogicClient, LogicError};
 use crate::routes::cart::{LineView, price};
 use crate::telemetry::trace_context;
 use crate::views;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use contracts::Readiness;
 
-use crate::logic::LogicClient;
+use crate::logic_client::LogicClient;
 use crate::telemetry::{recorder, trace_context};
 
 #[get("/healthz")]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::cookies::CookieKeys;
 use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
-use crate::logic::{LogicClient, LogicError};
+use crate::logic_client::{LogicClient, LogicError};
 use crate::ops::view::{self, DeadLetterRow, DecisionRow, Tile};
 use crate::ops::{OpsAuth, OpsSession};
 use crate::telemetry::trace_context;

@@ -8,7 +8,7 @@ use contracts::{AuditAction, AuditOutcome};
 
 use crate::csrf::CsrfToken;
 use crate::error::PageError;
-use crate::logic::LogicClient;
+use crate::logic_client::LogicClient;
 use crate::ops::audit::{self, AuditForm, AuditRow, FieldError, Pager};
 use crate::ops::{OpsAuth, OpsSession};
 use crate::routes::ops::{NO_TOKEN, logged};

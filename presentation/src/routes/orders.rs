@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::cart::Cart;
 use crate::error::PageError;
-use crate::logic::LogicClient;
+use crate::logic_client::LogicClient;
 use crate::telemetry::trace_context;
 use crate::views;
 

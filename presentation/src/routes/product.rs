@@ -8,7 +8,7 @@ use contracts::MAX_QUANTITY;
 use crate::cart::{Cart, valid_sku};
 use crate::csrf::CsrfToken;
 use crate::error::PageError;
-use crate::logic::LogicClient;
+use crate::logic_client::LogicClient;
 use crate::routes::catalog::{CardView, catalog_href};
 use crate::telemetry::trace_context;
 use crate::views;
