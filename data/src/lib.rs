@@ -8,7 +8,6 @@
 pub mod cache;
 pub mod messaging;
 pub mod relay;
-pub mod seed;
 pub mod settings;
 pub mod store;
 

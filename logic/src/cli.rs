@@ -45,7 +45,7 @@ impl Cli {
             }
             Command::Seed { products } => {
                 let pool = data::store::db::migrate(&data).await?;
-                let inserted = data::seed::seed(&pool, products).await?;
+                let inserted = crate::seed::seed(&pool, products).await?;
                 tracing::info!(products, inserted, "catalog seeded");
                 Ok(())
             }

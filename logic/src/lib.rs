@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod seed;
 pub mod startup;
 pub mod telemetry;
 pub mod validation;

@@ -7,4 +7,5 @@ mod helpers;
 mod ops;
 mod orders;
 mod resilience;
+mod seed;
 mod telemetry;

@@ -121,7 +121,7 @@ async fn an_idempotency_key_replays_the_same_order_and_rejects_a_different_body(
 #[tokio::test]
 async fn catalog_listing_search_and_categories() {
     let app = spawn_app().await;
-    data::seed::seed(&app.env.pool, 400).await.expect("seed");
+    logic::seed::seed(&app.env.pool, 400).await.expect("seed");
 
     let page: contracts::ProductPage = app
         .get("/api/v1/products?per_page=100&page=2")

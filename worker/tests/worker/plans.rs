@@ -30,7 +30,7 @@ fn instant() -> PaymentGateway {
 async fn placing_and_fulfilling_reuse_a_generic_plan() {
     let env = testkit::TestEnv::new().await;
     // A catalog of a realistic size, with statistics: on tiny tables every plan is cheap.
-    data::seed::seed(&env.pool, 10_000).await.expect("seed");
+    logic::seed::seed(&env.pool, 10_000).await.expect("seed");
     env.product("PLAN-1", 250, 1000).await;
     env.product("PLAN-2", 100, 1000).await;
     sqlx::query("ANALYZE")
