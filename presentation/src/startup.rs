@@ -147,7 +147,7 @@ impl Application {
                 // Without a password hash the console does not exist: /ops* is the 404.
                 .configure(|cfg| {
                     if ops_enabled {
-                        routes::ops::configure(cfg);
+                        crate::ops::configure(cfg);
                     }
                 })
                 .default_service(web::to(routes::not_found))

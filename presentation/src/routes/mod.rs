@@ -1,13 +1,11 @@
-//! The pages and endpoints, one module per area.
+//! The shop's pages and endpoints, one module per area (the ops console's are in
+//! [`crate::ops`]).
 
 pub mod assets;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
 pub mod health;
-pub mod ops;
-pub mod ops_audit;
-pub mod ops_login;
 pub mod orders;
 pub mod product;
 

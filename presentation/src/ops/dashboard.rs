@@ -1,6 +1,7 @@
-//! `/ops`: the operations console. The first reading is rendered on the server (it works
+//! `/ops`: the console's dashboard. The first reading is rendered on the server (it works
 //! without JavaScript); `ops.js` then polls `/ops/stats.json` and draws the live charts.
-//! Every call to logic carries logic's admin token, which never reaches the browser.
+//! `/ops/dlq/redrive` moves the dead letters back. Every call to logic carries logic's
+//! admin token, which never reaches the browser.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
@@ -12,23 +13,12 @@ use serde::Deserialize;
 use crate::cookies::CookieKeys;
 use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
-use crate::logic_client::{LogicClient, LogicError};
+use crate::logic_client::LogicClient;
+use crate::ops::auth::{OpsAuth, OpsSession};
+use crate::ops::calls::{NO_TOKEN, logged};
 use crate::ops::view::{self, DeadLetterRow, DecisionRow, Tile};
-use crate::ops::{OpsAuth, OpsSession};
 use crate::telemetry::trace_context;
 use crate::views;
-
-/// The console's routes; the catch-all comes last.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(console)
-        .service(stats_json)
-        .service(redrive)
-        .service(crate::routes::ops_audit::show)
-        .service(crate::routes::ops_login::show)
-        .service(crate::routes::ops_login::login)
-        .service(crate::routes::ops_login::logout)
-        .service(other);
-}
 
 /// Dead letters listed on the page.
 const DLQ_LIMIT: u32 = 50;
@@ -58,24 +48,6 @@ pub struct ConsoleQuery {
     left: Option<u32>,
 }
 
-/// What the console says when a call to logic fails; logic's own words are never shown.
-fn problem(err: &LogicError) -> &'static str {
-    match err {
-        LogicError::Rejected { status: 401, .. } => {
-            "Logic refused the console's admin token: check LOGIC_ADMIN_TOKEN against logic's \
-             ADMIN_TOKEN."
-        }
-        LogicError::NotFound => "This logic version does not offer that ops endpoint.",
-        LogicError::Unavailable(_) => {
-            "Logic, or the broker behind it, did not answer. Figures may be missing."
-        }
-        LogicError::Rejected { .. } => "Logic refused the request.",
-    }
-}
-
-pub const NO_TOKEN: &str =
-    "LOGIC_ADMIN_TOKEN is not configured: logic's ops endpoints cannot be asked.";
-
 fn notice(q: &ConsoleQuery) -> Option<(&'static str, String)> {
     match q.notice.as_deref()? {
         "redriven" => Some((
@@ -93,18 +65,6 @@ fn notice(q: &ConsoleQuery) -> Option<(&'static str, String)> {
         )),
         _ => None,
     }
-}
-
-/// Logic's answer, with failures logged here once.
-pub fn logged<T>(what: &str, result: Result<T, LogicError>) -> Result<T, &'static str> {
-    result.map_err(|err| {
-        tracing::warn!(
-            error = format!("{err:#}"),
-            call = what,
-            "ops call to logic failed"
-        );
-        problem(&err)
-    })
 }
 
 #[get("/ops")]
@@ -236,10 +196,4 @@ pub async fn redrive(
         }
         None => views::see_other("/ops?notice=redrive_failed#dlq").finish(),
     }
-}
-
-/// Any other `/ops/...` path: login first, then the 404 page.
-#[get("/ops/{tail:.*}")]
-pub async fn other(_session: OpsSession) -> Result<HttpResponse, PageError> {
-    Err(PageError::NotFound)
 }

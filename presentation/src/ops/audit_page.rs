@@ -10,8 +10,8 @@ use crate::csrf::CsrfToken;
 use crate::error::PageError;
 use crate::logic_client::LogicClient;
 use crate::ops::audit::{self, AuditForm, AuditRow, FieldError, Pager};
-use crate::ops::{OpsAuth, OpsSession};
-use crate::routes::ops::{NO_TOKEN, logged};
+use crate::ops::auth::{OpsAuth, OpsSession};
+use crate::ops::calls::{NO_TOKEN, logged};
 use crate::telemetry::trace_context;
 use crate::views;
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::cookies::CookieKeys;
 use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
-use crate::ops::OpsAuth;
+use crate::ops::auth::OpsAuth;
 use crate::views;
 
 /// Added to every failed login, to slow down guessing a little.
