@@ -7,7 +7,6 @@
 
 pub mod cache;
 pub mod messaging;
-pub mod relay;
 pub mod settings;
 pub mod store;
 

@@ -1,5 +1,6 @@
 //! Strata's logic tier: the private JSON API over the catalog and orders, cache-aside reads
-//! through Redis, and the transactional outbox with its relay to RabbitMQ.
+//! through Redis, the transactional outbox with its relay to RabbitMQ ([`relay`]), and the
+//! demo catalog of `logic seed` ([`seed`]).
 
 pub mod auth;
 pub mod cli;
@@ -7,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod relay;
 pub mod routes;
 pub mod seed;
 pub mod startup;

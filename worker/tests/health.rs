@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::relay::RelayConfig;
+use logic::relay::RelayConfig;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::TestEnv;
 use testkit::proxy::Proxy;
@@ -47,7 +47,7 @@ async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
     let env = TestEnv::new().await;
     env.product("HEALTH-1", 500, 10).await;
     let relay_stop = CancellationToken::new();
-    tokio::spawn(data::relay::run(
+    tokio::spawn(logic::relay::run(
         env.pool.clone(),
         env.data.clone(),
         RelayConfig {

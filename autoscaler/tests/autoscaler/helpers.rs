@@ -5,7 +5,7 @@ use std::time::Duration;
 use autoscaler::AutoscalerSettings;
 use autoscaler::config::BackendKind;
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::relay::RelayConfig;
+use logic::relay::RelayConfig;
 use secrecy::ExposeSecret;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ impl Rig {
     }
 
     pub fn start_relay(&self) {
-        tokio::spawn(data::relay::run(
+        tokio::spawn(logic::relay::run(
             self.env.pool.clone(),
             self.env.data.clone(),
             RelayConfig {

@@ -1,5 +1,5 @@
 //! The transactional outbox: messages are written in the same transaction as the change
-//! they announce, and published later by the relay.
+//! they announce, and published later by a relay (logic runs it, in `logic::relay`).
 //!
 //! A relay is woken right after a commit by [`announce`]. The wake-up is sent after the
 //! commit, never inside the transaction: Postgres serialises the commits of transactions
@@ -116,12 +116,12 @@ impl Database {
 /// one, each through its own [`Notify`].
 static WAKE_UPS: Mutex<Vec<(Database, Arc<Notify>)>> = Mutex::new(Vec::new());
 
-/// A registration for in-process wake-ups after commits in one database; unregisters on
-/// drop.
-pub(crate) struct LocalWakeUp(Arc<Notify>);
+/// A registration for in-process wake-ups after commits in one database, held by a relay
+/// or by a [`notifier`]; unregisters on drop.
+pub struct LocalWakeUp(Arc<Notify>);
 
 impl LocalWakeUp {
-    pub(crate) fn register(pool: &PgPool) -> Self {
+    pub fn register(pool: &PgPool) -> Self {
         let notify = Arc::new(Notify::new());
         WAKE_UPS
             .lock()
@@ -131,13 +131,13 @@ impl LocalWakeUp {
     }
 
     /// The wake-up itself, for a task that forwards other processes' notifications.
-    pub(crate) fn waker(&self) -> Arc<Notify> {
+    pub fn waker(&self) -> Arc<Notify> {
         Arc::clone(&self.0)
     }
 
     /// Resolves at the next [`announce`] in this process (at once if one came since the
     /// last wait).
-    pub(crate) async fn woken(&self) {
+    pub async fn woken(&self) {
         self.0.notified().await;
     }
 }

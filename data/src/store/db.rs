@@ -37,7 +37,7 @@ pub fn pool(settings: &DataSettings) -> anyhow::Result<PgPool> {
 
 /// A pool with the settings of [`pool`] on the given connection options: for a task that
 /// needs connections of its own beside a process's pool (the outbox relay).
-pub(crate) fn pool_with(
+pub fn pool_with(
     options: PgConnectOptions,
     max_connections: u32,
     acquire_timeout: Duration,

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::relay::RelayConfig;
+use logic::relay::RelayConfig;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,7 +25,7 @@ impl Rig {
         service::logging::init("error");
         let env = TestEnv::new().await;
         let stop = CancellationToken::new();
-        tokio::spawn(data::relay::run(
+        tokio::spawn(logic::relay::run(
             env.pool.clone(),
             env.data.clone(),
             RelayConfig {

@@ -1,5 +1,7 @@
-//! The outbox relay: publishes outbox rows to RabbitMQ with publisher confirms and the
-//! mandatory flag, and stamps them published only after the broker confirmed.
+//! Logic's outbox relay: publishes the outbox rows of every process (logic's orders and
+//! product changes, the worker's fulfilment events) to RabbitMQ with publisher confirms and
+//! the mandatory flag, and stamps them published only after the broker confirmed. The
+//! worker runs none; it wakes the relays through `data::messaging::outbox::notifier`.
 //!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open
 //! until the confirms are in, so relays in several replicas never publish the same row
@@ -20,8 +22,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::DataSettings;
-use crate::messaging::broker;
+use data::DataSettings;
+use data::messaging::{broker, outbox};
 
 /// Tuning of the relay loop.
 #[derive(Debug, Clone)]
@@ -215,7 +217,7 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, cancel: CancellationToken) {
 
 async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(crate::messaging::outbox::CHANNEL).await?;
+    listener.listen(outbox::CHANNEL).await?;
     Ok(listener)
 }
 
@@ -245,7 +247,7 @@ pub async fn run(
     // Commits in this process wake the relay in memory; other processes' through LISTEN,
     // forwarded by a task of its own into the same wake-up. A wake-up holds at most one
     // permit, so a burst of commits during a batch costs one more batch, not one per commit.
-    let local = crate::messaging::outbox::LocalWakeUp::register(&pool);
+    let local = outbox::LocalWakeUp::register(&pool);
     // The relay works on connections of its own, one for LISTEN and one for its batches,
     // outside the pool it was given: the process's requests never wait for a relay's
     // batch (which holds its connection until the broker confirms), nor the relay for
@@ -273,7 +275,7 @@ pub async fn run(
         // keeps a query off every wake-up under load.
         if last_backlog.elapsed() >= Duration::from_secs(1) {
             last_backlog = std::time::Instant::now();
-            if let Ok(backlog) = crate::messaging::outbox::backlog(&pool).await {
+            if let Ok(backlog) = outbox::backlog(&pool).await {
                 metrics::gauge!("strata_outbox_backlog").set(backlog as f64);
             }
         }
@@ -337,7 +339,7 @@ pub async fn run(
 /// Two connections to the database of `pool`, with its settings: one stays with the
 /// listener, the other serves the batches.
 fn own_pool(pool: &PgPool) -> PgPool {
-    crate::store::db::pool_with(
+    data::store::db::pool_with(
         pool.connect_options().as_ref().clone(),
         2,
         Duration::from_secs(10),

@@ -1,11 +1,6 @@
-//! Migrations and the outbox relay against the real Postgres and RabbitMQ.
+//! Migrations and the schema's constraints against the real Postgres.
 
-use std::time::Duration;
-
-use contracts::{OrderLineRequest, PlaceOrder};
-use data::relay::RelayConfig;
 use secrecy::{ExposeSecret, SecretString};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_migrating_at_once_all_succeed() {
@@ -56,51 +51,4 @@ async fn schema_constraints_hold_without_the_application() {
     ] {
         assert!(sqlx::query(bad).execute(&env.pool).await.is_err(), "{bad}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_relays_publish_every_message_exactly_once() {
-    let env = testkit::TestEnv::new().await;
-    env.product("REL-1", 100, 1000).await;
-    for _ in 0..150 {
-        data::store::orders::place(
-            &env.pool,
-            &PlaceOrder {
-                email: "r@example.com".to_owned(),
-                lines: vec![OrderLineRequest {
-                    sku: "REL-1".to_owned(),
-                    quantity: 1,
-                }],
-            },
-            None,
-            None,
-        )
-        .await
-        .expect("place");
-    }
-    let stop = CancellationToken::new();
-    let config = RelayConfig {
-        batch_size: 20,
-        poll_interval: Duration::from_millis(50),
-        ..RelayConfig::default()
-    };
-    for _ in 0..2 {
-        tokio::spawn(data::relay::run(
-            env.pool.clone(),
-            env.data.clone(),
-            config.clone(),
-            stop.clone(),
-        ));
-    }
-    testkit::eventually(Duration::from_secs(30), "the outbox drained", || async {
-        (data::messaging::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
-    })
-    .await;
-    stop.cancel();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        env.queue_ready(contracts::FULFIL_QUEUE).await,
-        150,
-        "each of the 150 commands is in the queue once"
-    );
 }

@@ -1,11 +1,13 @@
-//! How the outbox relay is woken after a commit, against the real Postgres and RabbitMQ.
-//! Its own test binary: in-memory wake-ups go to every relay of the same database in the
-//! process, and the tests here count on their relays being woken by their own commits.
+//! Logic's outbox relay against the real Postgres and RabbitMQ: how it is woken after a
+//! commit, and that relays side by side publish every message once. The tests count on
+//! their relays being woken by their own commits alone, which holds beside the other tests
+//! of this binary because each test works in a database of its own and in-process wake-ups
+//! go only to relays of the same database.
 
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use data::relay::RelayConfig;
+use logic::relay::RelayConfig;
 use tokio_util::sync::CancellationToken;
 
 async fn place(env: &testkit::TestEnv, sku: &str) {
@@ -31,7 +33,7 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
         poll_interval: Duration::from_secs(3600),
         ..RelayConfig::default()
     };
-    let relay = tokio::spawn(data::relay::run(
+    let relay = tokio::spawn(logic::relay::run(
         env.pool.clone(),
         env.data.clone(),
         config,
@@ -85,7 +87,7 @@ async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
         .expect("pool");
     let held = busy_pool.acquire().await.expect("the only connection");
     let stop = CancellationToken::new();
-    let relay = tokio::spawn(data::relay::run(
+    let relay = tokio::spawn(logic::relay::run(
         busy_pool.clone(),
         env.data.clone(),
         RelayConfig::default(),
@@ -101,4 +103,38 @@ async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
     drop(held);
     stop.cancel();
     relay.await.expect("relay stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_publish_every_message_exactly_once() {
+    let env = testkit::TestEnv::new().await;
+    env.product("REL-1", 100, 1000).await;
+    for _ in 0..150 {
+        place(&env, "REL-1").await;
+    }
+    let stop = CancellationToken::new();
+    let config = RelayConfig {
+        batch_size: 20,
+        poll_interval: Duration::from_millis(50),
+        ..RelayConfig::default()
+    };
+    for _ in 0..2 {
+        tokio::spawn(logic::relay::run(
+            env.pool.clone(),
+            env.data.clone(),
+            config.clone(),
+            stop.clone(),
+        ));
+    }
+    testkit::eventually(Duration::from_secs(30), "the outbox drained", || async {
+        (data::messaging::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
+    })
+    .await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.queue_ready(contracts::FULFIL_QUEUE).await,
+        150,
+        "each of the 150 commands is in the queue once"
+    );
 }
