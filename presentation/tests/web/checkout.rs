@@ -1,7 +1,10 @@
 //! Checkout: field errors from presentation and from logic, one order per idempotency key,
-//! and the order page following the status to its end.
+//! and the order page following the status to its end, or to a stop of presentation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use presentation::{Application, Settings};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Page, Shop, spawn_shop};
 
@@ -195,4 +198,45 @@ async fn an_order_page_follows_the_status_from_pending_to_fulfilled() {
         "no stream for a final order"
     );
     assert!(!done.body.contains("http-equiv=\"refresh\""));
+}
+
+/// A stream of a pending order lasts until the order is final: a stop must end it rather
+/// than wait out the drain's timeout (10 s). The token is the one `main` passes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_live_order_streams_at_once() {
+    let shop = spawn_shop().await;
+    let form = cart_with_lamps(&shop).await;
+    let placed = submit(&shop, &form, "ada@example.com").await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let events = format!("{}/events", placed.location());
+
+    let stop = CancellationToken::new();
+    let app = Application::build(Settings::for_logic(&shop.logic_base))
+        .await
+        .expect("building presentation")
+        .with_stop_token(stop.clone());
+    let base = format!("http://{}", app.address());
+    let running = tokio::spawn(app.run_until_stopped());
+    let stream = shop
+        .client
+        .http
+        .get(format!("{base}{events}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let start = Instant::now();
+    stop.cancel();
+    let body = tokio::time::timeout(Duration::from_secs(5), stream.text())
+        .await
+        .expect("the stream ends with the stop")
+        .unwrap();
+    assert!(body.contains("\"status\":\"pending\""), "{body}");
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("presentation stops without waiting for the stream")
+        .unwrap()
+        .expect("a clean stop");
+    assert!(start.elapsed() < Duration::from_secs(5));
 }
