@@ -1,9 +1,10 @@
 //! RabbitMQ: connecting and the one declaration of the topology ([`broker`]), the
 //! management API's queue figures ([`management`]), the tools of the dead-letter queue
-//! ([`dlq`]), and the transactional outbox that messages leave Postgres through
-//! ([`outbox`]).
+//! ([`dlq`]), and, with the `store` feature, the transactional outbox that messages leave
+//! Postgres through (`outbox`).
 
 pub mod broker;
 pub mod dlq;
 pub mod management;
+#[cfg(feature = "store")]
 pub mod outbox;
