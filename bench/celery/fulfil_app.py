@@ -1,5 +1,5 @@
 """The peer of Strata's worker: a Celery worker running the same fulfilment transaction
-(data/src/fulfil.rs) through psycopg, against the same Postgres and RabbitMQ, its tasks
+(worker/src/fulfilment/transaction.rs) through psycopg, against the same Postgres and RabbitMQ, its tasks
 on a quorum queue of their own vhost, acknowledged after the commit (acks_late)."""
 
 import os
