@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use data::messaging::management::{self, AmqpAccount};
 use lapin::{Channel, Connection};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -47,41 +48,10 @@ pub struct QueueMetrics {
     amqp_failing: bool,
 }
 
-/// The vhost named by an AMQP URL's path (URL-decoded; none means `/`).
-pub fn vhost_of(amqp_url: &str) -> anyhow::Result<String> {
-    let uri: lapin::uri::AMQPUri = amqp_url
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("unreadable AMQP URL: {e}"))?;
-    Ok(if uri.vhost.is_empty() {
-        "/".to_owned()
-    } else {
-        uri.vhost
-    })
-}
-
-/// `{api}/api/queues/{vhost}/{queue}`, each segment percent-encoded (`/` is `%2F`).
-pub fn queue_api_url(api: &str, vhost: &str, queue: &str) -> anyhow::Result<Url> {
-    let mut url = Url::parse(api).with_context(|| format!("management API URL {api}"))?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("management API URL {api} cannot take a path"))?
-        .pop_if_empty()
-        .extend(["api", "queues", vhost, queue]);
-    Ok(url)
-}
-
-/// Ready and unacked counts out of a management API queue object; `None` while the broker
-/// has not collected statistics for the queue yet.
-pub fn parse_queue_stats(body: &serde_json::Value) -> Option<Observation> {
-    Some(Observation {
-        ready: body.get("messages_ready")?.as_u64()?,
-        unacked: Some(body.get("messages_unacknowledged")?.as_u64()?),
-    })
-}
-
 impl QueueMetrics {
     pub fn new(settings: &AutoscalerSettings) -> anyhow::Result<Self> {
-        let vhost = vhost_of(settings.amqp_url.expose_secret())?;
-        let queue_url = queue_api_url(&settings.rabbitmq_api_url, &vhost, &settings.queue)?;
+        let vhost = AmqpAccount::of(settings.amqp_url.expose_secret())?.vhost;
+        let queue_url = management::queue_url(&settings.rabbitmq_api_url, &vhost, &settings.queue)?;
         let http = reqwest::Client::builder()
             .timeout(READ_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
@@ -168,7 +138,12 @@ impl QueueMetrics {
             .json()
             .await
             .context("reading the management API answer")?;
-        parse_queue_stats(&body).context("no message statistics for the queue yet")
+        let (ready, unacked) =
+            management::queue_counts(&body).context("no message statistics for the queue yet")?;
+        Ok(Observation {
+            ready,
+            unacked: Some(unacked),
+        })
     }
 
     async fn read_amqp(&mut self) -> anyhow::Result<u64> {
@@ -192,49 +167,5 @@ impl QueueMetrics {
             .await
             .with_context(|| format!("passive declare of {}", self.queue))?;
         Ok(u64::from(ready))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_vhost_comes_from_the_url_path_decoded() {
-        assert_eq!(
-            vhost_of("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap(),
-            "/"
-        );
-        assert_eq!(
-            vhost_of("amqp://h:5672/strata-test-1").unwrap(),
-            "strata-test-1"
-        );
-        assert_eq!(vhost_of("amqp://h:5672/a%2Fb").unwrap(), "a/b");
-        assert_eq!(vhost_of("amqp://h:5672").unwrap(), "/");
-    }
-
-    #[test]
-    fn the_queue_url_encodes_vhost_and_queue() {
-        let url = queue_api_url("http://127.0.0.1:15672", "/", "orders.fulfil").unwrap();
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:15672/api/queues/%2F/orders.fulfil"
-        );
-        let url = queue_api_url("http://mq:15672/rabbit/", "a b", "q").unwrap();
-        assert_eq!(url.as_str(), "http://mq:15672/rabbit/api/queues/a%20b/q");
-    }
-
-    #[test]
-    fn stats_need_both_counts() {
-        let body = serde_json::json!({"messages_ready": 7, "messages_unacknowledged": 3});
-        assert_eq!(
-            parse_queue_stats(&body),
-            Some(Observation {
-                ready: 7,
-                unacked: Some(3)
-            })
-        );
-        // A queue declared a moment ago has no statistics yet: not a zero.
-        assert_eq!(parse_queue_stats(&serde_json::json!({"name": "q"})), None);
     }
 }

@@ -172,8 +172,9 @@ pub fn check_production_amqp(name: &str, url: &SecretString) -> anyhow::Result<(
              broker"
         )));
     }
-    let (user, password, _) = crate::messaging::management::amqp_parts(url);
-    if user == "guest" && password == "guest" {
+    let account = crate::messaging::management::AmqpAccount::of(url)
+        .map_err(|_| production_error(format!("{name} is not an AMQP URL")))?;
+    if account.user == "guest" && account.password == "guest" {
         return Err(production_error(format!(
             "{name} must not use RabbitMQ's guest:guest account (give the user and password \
              in the URL)"

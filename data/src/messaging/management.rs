@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::DataSettings;
@@ -18,56 +19,46 @@ pub struct QueueReading {
     pub consumers: u64,
 }
 
-/// User, password and vhost of an AMQP URL (`amqp://user:pass@host:port/vhost`).
-pub fn amqp_parts(url: &str) -> (String, String, String) {
-    let decode = |s: &str| {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let path = path.split('?').next().unwrap_or("");
-    let (user, pass) = match authority.rsplit_once('@') {
-        Some((creds, _)) => match creds.split_once(':') {
-            Some((u, p)) => (decode(u), decode(p)),
-            None => (decode(creds), String::new()),
-        },
-        None => ("guest".to_owned(), "guest".to_owned()),
-    };
-    // No path means the default vhost "/"; an empty path segment is the vhost "".
-    let vhost = if rest.contains('/') {
-        decode(path)
-    } else {
-        "/".to_owned()
-    };
-    (user, pass, vhost)
+/// The user, password and vhost of an AMQP URL, read by the client's own parser, so that
+/// the management API is asked about the account and vhost the connection really uses (no
+/// credentials means `guest:guest`, no path the vhost `/`, `amqp://host/` the vhost `""`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpAccount {
+    pub user: String,
+    pub password: String,
+    pub vhost: String,
 }
 
-fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
+impl AmqpAccount {
+    pub fn of(amqp_url: &str) -> anyhow::Result<Self> {
+        let uri: lapin::uri::AMQPUri = amqp_url
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("unreadable AMQP URL: {e}"))?;
+        Ok(AmqpAccount {
+            user: uri.authority.userinfo.username,
+            password: uri.authority.userinfo.password,
+            vhost: uri.vhost,
         })
-        .collect()
+    }
+}
+
+/// `{api}/api/queues/{vhost}/{queue}`, each segment percent-encoded (`/` is `%2F`).
+pub fn queue_url(api: &str, vhost: &str, queue: &str) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(api).with_context(|| format!("management API URL {api}"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("management API URL {api} cannot take a path"))?
+        .pop_if_empty()
+        .extend(["api", "queues", vhost, queue]);
+    Ok(url)
+}
+
+/// Ready and unacknowledged counts out of a management API queue object; `None` while the
+/// broker has not collected statistics for the queue yet (not a zero).
+pub fn queue_counts(body: &serde_json::Value) -> Option<(u64, u64)> {
+    Some((
+        body.get("messages_ready")?.as_u64()?,
+        body.get("messages_unacknowledged")?.as_u64()?,
+    ))
 }
 
 /// Reads a queue of the settings' vhost: from the management API at `api_base` when it
@@ -77,20 +68,15 @@ pub async fn queue_reading(
     api_base: &str,
     queue: &str,
 ) -> anyhow::Result<QueueReading> {
-    let (user, pass, vhost) = amqp_parts(settings.amqp_url.expose_secret());
-    let url = format!(
-        "{}/api/queues/{}/{}",
-        api_base.trim_end_matches('/'),
-        encode_segment(&vhost),
-        encode_segment(queue)
-    );
+    let account = AmqpAccount::of(settings.amqp_url.expose_secret())?;
+    let url = queue_url(api_base, &account.vhost, queue)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let from_api = async {
         let body: serde_json::Value = http
             .get(url)
-            .basic_auth(user, Some(pass))
+            .basic_auth(account.user, Some(account.password))
             .send()
             .await
             .ok()?
@@ -99,9 +85,10 @@ pub async fn queue_reading(
             .json()
             .await
             .ok()?;
+        let (ready, unacked) = queue_counts(&body)?;
         Some(QueueReading {
-            ready: body.get("messages_ready")?.as_u64()?,
-            unacked: Some(body.get("messages_unacknowledged")?.as_u64()?),
+            ready,
+            unacked: Some(unacked),
             consumers: body.get("consumers").and_then(|v| v.as_u64()).unwrap_or(0),
         })
     };
@@ -124,17 +111,44 @@ pub async fn queue_reading(
 mod tests {
     use super::*;
 
+    fn account(url: &str) -> (String, String, String) {
+        let a = AmqpAccount::of(url).expect("readable");
+        (a.user, a.password, a.vhost)
+    }
+
     #[test]
-    fn parts_of_amqp_urls() {
+    fn accounts_of_amqp_urls() {
         assert_eq!(
-            amqp_parts("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            account("amqp://guest:guest@127.0.0.1:5672/%2f"),
             ("guest".into(), "guest".into(), "/".into())
         );
         assert_eq!(
-            amqp_parts("amqp://u%40x:p%3Aw@h:5672/strata-test-1"),
+            account("amqp://u%40x:p%3Aw@h:5672/strata-test-1"),
             ("u@x".into(), "p:w".into(), "strata-test-1".into())
         );
-        assert_eq!(amqp_parts("amqp://h:5672").2, "/");
-        assert_eq!(encode_segment("/"), "%2F");
+        assert_eq!(account("amqp://h:5672").2, "/");
+        assert_eq!(account("amqp://h:5672/a%2Fb").2, "a/b");
+        // No credentials: the client logs in as guest.
+        assert_eq!(account("amqp://h:5672/v").0, "guest");
+        assert!(AmqpAccount::of("http://h/").is_err());
+    }
+
+    #[test]
+    fn the_queue_url_encodes_vhost_and_queue() {
+        let url = queue_url("http://127.0.0.1:15672", "/", "orders.fulfil").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:15672/api/queues/%2F/orders.fulfil"
+        );
+        let url = queue_url("http://mq:15672/rabbit/", "a b", "q").unwrap();
+        assert_eq!(url.as_str(), "http://mq:15672/rabbit/api/queues/a%20b/q");
+    }
+
+    #[test]
+    fn counts_need_both_figures() {
+        let body = serde_json::json!({"messages_ready": 7, "messages_unacknowledged": 3});
+        assert_eq!(queue_counts(&body), Some((7, 3)));
+        // A queue declared a moment ago has no statistics yet.
+        assert_eq!(queue_counts(&serde_json::json!({"name": "q"})), None);
     }
 }
