@@ -1,12 +1,14 @@
 //! Test harness against the real services. Each [`TestEnv`] owns a fresh Postgres database
 //! (migrated), a RabbitMQ vhost and a Redis key prefix, and removes all three when dropped,
-//! so tests run in parallel and leave nothing behind.
+//! so tests run in parallel and leave nothing behind. [`apps`] starts logic, the outbox
+//! relay, workers and presentation in-process over them.
 //!
 //! Base addresses come from the environment, with defaults for the local services:
 //! `TEST_POSTGRES_URL` (postgres://postgres@127.0.0.1:5432), `TEST_AMQP_URL`
 //! (amqp://guest:guest@127.0.0.1:5672), `TEST_RABBITMQ_API` (http://127.0.0.1:15672, user
 //! guest/guest), `TEST_REDIS_URL` (redis://127.0.0.1:6379).
 
+pub mod apps;
 pub mod leaks;
 pub mod proxy;
 
