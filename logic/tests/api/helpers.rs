@@ -1,29 +1,22 @@
 use std::time::Duration;
 
 use contracts::Order;
-use logic::{Application, LogicSettings};
-use secrecy::SecretString;
+use logic::LogicSettings;
 use serde_json::{Value, json};
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 use uuid::Uuid;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// A logic app on a free port over the test's own services.
+/// A logic app on a free port over the test's own services, and the workers it was given.
 pub struct TestApp {
+    // Fields drop in order: the apps stop before their services are removed.
+    _logic: apps::Logic,
+    workers: Vec<apps::Worker>,
     pub env: TestEnv,
     pub base: String,
     pub http: reqwest::Client,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        for stop in &self.stops {
-            stop.cancel();
-        }
-    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -33,34 +26,26 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts logic with settings adjusted by `tweak` (e.g. an unreachable Redis).
 pub async fn spawn_app_with(env: TestEnv, tweak: impl FnOnce(&mut LogicSettings)) -> TestApp {
-    service::logging::init("error");
-    let mut settings = LogicSettings::with_data(env.data.clone());
-    settings.admin_token = Some(SecretString::from(ADMIN_TOKEN.to_owned()));
-    tweak(&mut settings);
-    let app = Application::build(settings).await.expect("building logic");
-    let base = format!("http://{}", app.address());
-    let stop = app.stop_token();
-    tokio::spawn(app.run_until_stopped());
+    let logic = apps::logic(&env, Some(ADMIN_TOKEN), tweak).await;
     TestApp {
+        base: logic.base.clone(),
+        _logic: logic,
+        workers: Vec::new(),
         env,
-        base,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
-        stops: vec![stop],
     }
 }
 
 impl TestApp {
     /// Starts an in-process worker on this app's services.
     pub fn spawn_worker(&mut self, payment_latency_ms: u64) {
-        let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
-        settings.payment_latency_ms = payment_latency_ms;
-        settings.retry_delay_ms = 100;
-        let w = worker::Application::build(settings).expect("building a worker");
-        self.stops.push(w.stop_token());
-        tokio::spawn(w.run_until_stopped());
+        self.workers.push(apps::worker(&self.env, |s| {
+            s.payment_latency_ms = payment_latency_ms;
+            s.retry_delay_ms = 100;
+        }));
     }
 
     pub fn url(&self, path: &str) -> String {

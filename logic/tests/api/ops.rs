@@ -3,6 +3,7 @@ use std::time::Duration;
 use contracts::{DeadLetterList, OrderStatus, RedriveResult};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use testkit::apps;
 
 use crate::helpers::{ADMIN_TOKEN, spawn_app};
 
@@ -12,14 +13,12 @@ async fn dead_letters_are_listed_and_redriven_to_fulfilment() {
     app.env.product("DLQ-1", 800, 5).await;
 
     // A worker whose database is gone fails every attempt until the delivery limit.
-    let mut broken = worker::WorkerSettings::with_data(app.env.data.clone());
     let url = app.env.data.database_url.expose_secret().to_owned();
-    broken.data.database_url = SecretString::from(format!("{url}_gone"));
-    broken.data.database_acquire_timeout_ms = 300;
-    broken.retry_delay_ms = 20;
-    let broken = worker::Application::build(broken).expect("worker");
-    let stop_broken = broken.stop_token();
-    tokio::spawn(broken.run_until_stopped());
+    let broken = apps::worker(&app.env, |s| {
+        s.data.database_url = SecretString::from(format!("{url}_gone"));
+        s.data.database_acquire_timeout_ms = 300;
+        s.retry_delay_ms = 20;
+    });
 
     let order = app.place_order("dlq@example.com", &[("DLQ-1", 2)]).await;
     let list: DeadLetterList =
@@ -35,7 +34,7 @@ async fn dead_letters_are_listed_and_redriven_to_fulfilment() {
             (list.total == 1).then_some(list)
         })
         .await;
-    stop_broken.cancel();
+    drop(broken);
     let dead = &list.items[0];
     assert_eq!(dead.order_id, Some(order.id));
     assert_eq!(dead.kind.as_deref(), Some("FulfilOrder"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
 use logic::relay::RelayConfig;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 
 async fn place(env: &testkit::TestEnv, sku: &str) {
     let order = PlaceOrder {
@@ -27,18 +27,8 @@ async fn place(env: &testkit::TestEnv, sku: &str) {
 async fn commits_wake_the_relay_in_memory_and_through_notify() {
     let env = testkit::TestEnv::new().await;
     env.product("WAKE-1", 100, 1000).await;
-    let stop = CancellationToken::new();
     // The poll would take an hour: anything published within seconds was woken.
-    let config = RelayConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..RelayConfig::default()
-    };
-    let relay = tokio::spawn(logic::relay::run(
-        env.pool.clone(),
-        env.data.clone(),
-        config,
-        stop.clone(),
-    ));
+    let relay = apps::relay(&env, |c| c.poll_interval = Duration::from_secs(3600));
     // The relay's first round publishes nothing and then waits.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -71,8 +61,7 @@ async fn commits_wake_the_relay_in_memory_and_through_notify() {
     )
     .await;
 
-    stop.cancel();
-    relay.await.expect("relay stops");
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,13 +75,7 @@ async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
         .await
         .expect("pool");
     let held = busy_pool.acquire().await.expect("the only connection");
-    let stop = CancellationToken::new();
-    let relay = tokio::spawn(logic::relay::run(
-        busy_pool.clone(),
-        env.data.clone(),
-        RelayConfig::default(),
-        stop.clone(),
-    ));
+    let relay = apps::relay_on(busy_pool.clone(), &env, |c| *c = RelayConfig::default());
     place(&env, "WAKE-2").await;
     testkit::eventually(
         Duration::from_secs(10),
@@ -101,8 +84,7 @@ async fn the_relay_takes_no_connection_from_the_pool_it_is_given() {
     )
     .await;
     drop(held);
-    stop.cancel();
-    relay.await.expect("relay stops");
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,25 +94,16 @@ async fn two_relays_publish_every_message_exactly_once() {
     for _ in 0..150 {
         place(&env, "REL-1").await;
     }
-    let stop = CancellationToken::new();
-    let config = RelayConfig {
-        batch_size: 20,
-        poll_interval: Duration::from_millis(50),
-        ..RelayConfig::default()
+    let config = |c: &mut RelayConfig| {
+        c.batch_size = 20;
+        c.poll_interval = Duration::from_millis(50);
     };
-    for _ in 0..2 {
-        tokio::spawn(logic::relay::run(
-            env.pool.clone(),
-            env.data.clone(),
-            config.clone(),
-            stop.clone(),
-        ));
-    }
+    let relays = [apps::relay(&env, config), apps::relay(&env, config)];
     testkit::eventually(Duration::from_secs(30), "the outbox drained", || async {
         (data::messaging::outbox::backlog(&env.pool).await.ok()? == 0).then_some(())
     })
     .await;
-    stop.cancel();
+    drop(relays);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         env.queue_ready(contracts::FULFIL_QUEUE).await,
