@@ -1,13 +1,17 @@
 //! Tests of logic against the real Postgres, Redis and RabbitMQ: its API black-box, with
-//! real workers consuming, and what the binary runs beside it (the outbox relay, the demo
-//! seed). One binary, one module per area.
+//! real workers consuming, the audit trail, the near cache, the `logic` binary's handling
+//! of secrets, and what the binary runs beside the API (the outbox relay, the demo seed).
+//! One binary, one module per area.
 
+mod audit;
 mod cache;
 mod errors;
 mod helpers;
+mod near_cache;
 mod ops;
 mod orders;
 mod relay;
 mod resilience;
+mod secrets;
 mod seed;
 mod telemetry;

@@ -7,47 +7,36 @@ use std::time::Duration;
 
 use data::cache::Cache;
 use data::cache::near::NearCacheSettings;
-use logic::{Application, LogicSettings};
+use logic::LogicSettings;
 use secrecy::SecretString;
 use serde_json::json;
 use testkit::TestEnv;
+use testkit::apps;
 use testkit::proxy::Proxy;
-use tokio_util::sync::CancellationToken;
 
-const ADMIN_TOKEN: &str = "near-cache-admin-token";
+use crate::helpers::ADMIN_TOKEN;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// One logic instance on the test's services.
 struct Instance {
     base: String,
     cache: Arc<Cache>,
-    stop: CancellationToken,
     http: reqwest::Client,
+    _logic: apps::Logic,
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start(data: data::DataSettings, near: NearCacheSettings) -> Instance {
-    service::logging::init("error");
-    let mut settings = LogicSettings::with_data(data);
-    settings.admin_token = Some(SecretString::from(ADMIN_TOKEN.to_owned()));
-    settings.near_cache = near;
-    let app = Application::build(settings).await.expect("building logic");
-    let instance = Instance {
-        base: format!("http://{}", app.address()),
-        cache: app.cache(),
-        stop: app.stop_token(),
+async fn start(env: &TestEnv, tweak: impl FnOnce(&mut LogicSettings)) -> Instance {
+    let logic = apps::logic(env, Some(ADMIN_TOKEN), tweak).await;
+    Instance {
+        base: logic.base.clone(),
+        cache: logic.cache.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
-    };
-    tokio::spawn(app.run_until_stopped());
-    instance
+        _logic: logic,
+    }
 }
 
 /// A near cache whose entries outlive every test, so only an invalidation empties it.
@@ -116,7 +105,7 @@ impl Instance {
 async fn a_read_fills_the_near_cache_and_the_next_one_skips_redis() {
     let env = TestEnv::new().await;
     env.product("LAMP-1", 2500, 3).await;
-    let app = start(env.data.clone(), NearCacheSettings::default()).await;
+    let app = start(&env, |s| s.near_cache = NearCacheSettings::default()).await;
     app.wait_subscribed().await;
 
     assert_eq!(app.product("LAMP-1").await, (2500, "miss".to_owned()));
@@ -164,8 +153,8 @@ async fn a_read_fills_the_near_cache_and_the_next_one_skips_redis() {
 async fn an_update_through_one_instance_empties_the_near_cache_of_another() {
     let env = TestEnv::new().await;
     env.product("SOFA-1", 90000, 2).await;
-    let writer = start(env.data.clone(), long_lived()).await;
-    let reader = start(env.data.clone(), long_lived()).await;
+    let writer = start(&env, |s| s.near_cache = long_lived()).await;
+    let reader = start(&env, |s| s.near_cache = long_lived()).await;
     writer.wait_subscribed().await;
     reader.wait_subscribed().await;
 
@@ -197,7 +186,7 @@ async fn an_update_through_one_instance_empties_the_near_cache_of_another() {
 async fn with_the_near_cache_off_reads_go_to_redis() {
     let env = TestEnv::new().await;
     env.product("RUG-1", 4000, 5).await;
-    let app = start(env.data.clone(), NearCacheSettings::disabled()).await;
+    let app = start(&env, |s| s.near_cache = NearCacheSettings::disabled()).await;
 
     assert_eq!(app.product("RUG-1").await, (4000, "miss".to_owned()));
     assert_eq!(app.product("RUG-1").await, (4000, "hit".to_owned()));
@@ -215,15 +204,17 @@ async fn without_the_broker_the_near_cache_is_emptied_and_bypassed() {
     let env = TestEnv::new().await;
     env.product("VASE-1", 1800, 9).await;
     let proxy = Proxy::start("127.0.0.1:5672".parse().expect("addr")).await;
-    let mut data = env.data.clone();
     let direct = secrecy::ExposeSecret::expose_secret(&env.data.amqp_url).to_owned();
     let via_proxy = direct.replace("127.0.0.1:5672", &proxy.addr().to_string());
     assert_ne!(
         via_proxy, direct,
         "the test's AMQP URL names 127.0.0.1:5672"
     );
-    data.amqp_url = SecretString::from(via_proxy);
-    let app = start(data, long_lived()).await;
+    let app = start(&env, |s| {
+        s.data.amqp_url = SecretString::from(via_proxy);
+        s.near_cache = long_lived();
+    })
+    .await;
     app.wait_subscribed().await;
 
     app.product("VASE-1").await;

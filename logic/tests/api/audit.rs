@@ -2,17 +2,13 @@
 //! target, outcome, request id and trace id; a successful change and its entry commit
 //! together; `GET /api/v1/audit` lists, filters and pages the trail for the admin only.
 
-#[path = "api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-
 use std::collections::HashSet;
 
 use contracts::trace::TraceParent;
 use contracts::{AuditEntry, AuditOutcome, AuditPage, Order};
 use serde_json::{Value, json};
 
-use helpers::{ADMIN_TOKEN, TestApp, assert_error, order_body, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, order_body, spawn_app};
 
 /// What one call answered, with the ids the audit entry must carry.
 struct Call {
