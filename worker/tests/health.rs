@@ -1,16 +1,18 @@
 //! The worker's health endpoints against the real services: `/readyz` follows the broker
 //! connection (cut and restored through a proxy), `/metrics` counts processed orders, and
 //! the listener closes when the worker has stopped.
+//!
+//! A binary of its own: the metrics recorder is the process's, and the exact counts read
+//! from `/metrics` would take in the deliveries of other tests' workers.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use logic::relay::RelayConfig;
 use secrecy::{ExposeSecret, SecretString};
 use testkit::TestEnv;
+use testkit::apps;
 use testkit::proxy::Proxy;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -43,19 +45,9 @@ async fn wait_status(http: &reqwest::Client, url: &str, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
-    service::logging::init("error");
     let env = TestEnv::new().await;
     env.product("HEALTH-1", 500, 10).await;
-    let relay_stop = CancellationToken::new();
-    tokio::spawn(logic::relay::run(
-        env.pool.clone(),
-        env.data.clone(),
-        RelayConfig {
-            poll_interval: Duration::from_millis(100),
-            ..RelayConfig::default()
-        },
-        relay_stop.clone(),
-    ));
+    let _relay = apps::relay(&env, |_| {});
 
     // The worker reaches RabbitMQ only through a proxy the test can cut; it starts cut.
     let direct = env.data.amqp_url.expose_secret().to_owned();
@@ -64,17 +56,13 @@ async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
     let (via_proxy, _) = through(&direct, proxy.addr());
     proxy.cut();
 
-    let mut settings = worker::WorkerSettings::with_data(env.data.clone());
-    settings.data.amqp_url = SecretString::from(via_proxy);
-    settings.payment_latency_ms = 0;
-    settings.health_listen = Some("127.0.0.1:0".parse().unwrap());
-    let worker = worker::Application::build(settings).expect("worker");
-    let addr = worker
-        .health_addr()
-        .expect("a health listener was asked for");
+    let worker = apps::worker(&env, |s| {
+        s.data.amqp_url = SecretString::from(via_proxy);
+        s.payment_latency_ms = 0;
+        s.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let addr = worker.health_addr.expect("a health listener was asked for");
     assert_ne!(addr.port(), 0);
-    let stop = worker.stop_token();
-    let running = tokio::spawn(worker.run_until_stopped());
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -151,10 +139,8 @@ async fn readyz_follows_the_broker_connection_and_metrics_count_orders() {
     wait_status(&http, &readyz, 200).await;
 
     // A stopped worker drains, returns, and closes its port.
-    stop.cancel();
-    running.await.unwrap().expect("the worker stops cleanly");
+    worker.stop().await.expect("the worker stops cleanly");
     assert_eq!(status(&http, &healthz).await, None);
-    relay_stop.cancel();
 }
 
 #[tokio::test]

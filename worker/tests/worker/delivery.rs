@@ -53,7 +53,7 @@ async fn the_same_message_delivered_twice_by_the_broker_is_applied_once() {
         BasicProperties::default().with_message_id(ShortString::from(message_id.to_string())),
     )
     .await;
-    rig.spawn_worker(rig.worker_settings());
+    rig.spawn_worker(|_| {});
     rig.wait_status(id, "fulfilled", Duration::from_secs(20))
         .await;
     testkit::eventually(Duration::from_secs(20), "both copies consumed", || async {
@@ -101,7 +101,7 @@ async fn a_poison_message_is_dead_lettered_at_once() {
     let mut rig = Rig::new().await;
     rig.publish_command(b"{not json", BasicProperties::default())
         .await;
-    rig.spawn_worker(rig.worker_settings());
+    rig.spawn_worker(|_| {});
     testkit::eventually(
         Duration::from_secs(20),
         "the poison message in the DLQ",
@@ -116,11 +116,11 @@ async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_lim
     rig.env.product("DB-1", 100, 5).await;
     let id = rig.place("DB-1", 1).await;
     // This worker's database does not exist: every attempt fails as an outage would.
-    let mut settings = rig.worker_settings();
     let url = rig.env.data.database_url.expose_secret().to_owned();
-    settings.data.database_url = SecretString::from(format!("{url}_missing"));
-    settings.data.database_acquire_timeout_ms = 500;
-    rig.spawn_worker(settings);
+    rig.spawn_worker(|s| {
+        s.data.database_url = SecretString::from(format!("{url}_missing"));
+        s.data.database_acquire_timeout_ms = 500;
+    });
     testkit::eventually(
         Duration::from_secs(60),
         "the message in the DLQ",
@@ -143,12 +143,12 @@ async fn messages_prefetched_beyond_the_pool_wait_for_a_connection_not_a_retry()
     // Twelve messages in hand, two connections, each held 150 ms by the payment: most
     // messages wait far longer than the pool's acquire timeout. Had they waited in the
     // pool, they would fail, go back to the queue and end in the DLQ past the limit.
-    let mut settings = rig.worker_settings();
-    settings.prefetch = 12;
-    settings.payment_latency_ms = 150;
-    settings.data.database_max_connections = 2;
-    settings.data.database_acquire_timeout_ms = 100;
-    rig.spawn_worker(settings);
+    rig.spawn_worker(|s| {
+        s.prefetch = 12;
+        s.payment_latency_ms = 150;
+        s.data.database_max_connections = 2;
+        s.data.database_acquire_timeout_ms = 100;
+    });
     for id in &ids {
         rig.wait_status(*id, "fulfilled", Duration::from_secs(30))
             .await;

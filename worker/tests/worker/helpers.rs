@@ -1,42 +1,25 @@
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use logic::relay::RelayConfig;
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 use uuid::Uuid;
 
 /// A test's services plus an outbox relay, so placed orders reach the broker.
 pub struct Rig {
+    // Fields drop in order: the relay and the workers stop before the services go.
+    _relay: apps::Relay,
+    workers: Vec<apps::Worker>,
     pub env: TestEnv,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        for stop in &self.stops {
-            stop.cancel();
-        }
-    }
 }
 
 impl Rig {
     pub async fn new() -> Rig {
-        service::logging::init("error");
         let env = TestEnv::new().await;
-        let stop = CancellationToken::new();
-        tokio::spawn(logic::relay::run(
-            env.pool.clone(),
-            env.data.clone(),
-            RelayConfig {
-                poll_interval: Duration::from_millis(100),
-                ..RelayConfig::default()
-            },
-            stop.clone(),
-        ));
         Rig {
+            _relay: apps::relay(&env, |_| {}),
+            workers: Vec::new(),
             env,
-            stops: vec![stop],
         }
     }
 
@@ -59,17 +42,14 @@ impl Rig {
         order.id
     }
 
-    pub fn worker_settings(&self) -> worker::WorkerSettings {
-        let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
-        settings.payment_latency_ms = 0;
-        settings.retry_delay_ms = 50;
-        settings
-    }
-
-    pub fn spawn_worker(&mut self, settings: worker::WorkerSettings) {
-        let w = worker::Application::build(settings).expect("worker");
-        self.stops.push(w.stop_token());
-        tokio::spawn(w.run_until_stopped());
+    /// Starts an in-process worker with no payment latency and a short retry delay,
+    /// settings adjusted by `tweak`.
+    pub fn spawn_worker(&mut self, tweak: impl FnOnce(&mut worker::WorkerSettings)) {
+        self.workers.push(apps::worker(&self.env, |s| {
+            s.payment_latency_ms = 0;
+            s.retry_delay_ms = 50;
+            tweak(s);
+        }));
     }
 
     pub async fn wait_status(&self, id: Uuid, status: &str, timeout: Duration) {

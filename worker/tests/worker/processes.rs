@@ -45,7 +45,7 @@ async fn a_worker_killed_mid_message_leaves_it_to_another_worker_exactly_once() 
     doomed.kill().await.expect("SIGKILL");
     assert_eq!(rig.env.order_status(id).await.0, "pending");
 
-    rig.spawn_worker(rig.worker_settings());
+    rig.spawn_worker(|_| {});
     rig.wait_status(id, "fulfilled", Duration::from_secs(30))
         .await;
     assert_eq!(rig.env.stock("KILL-1").await, 3, "stock taken exactly once");
