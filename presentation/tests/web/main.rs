@@ -1,5 +1,6 @@
 //! HTTP-level tests of the shop pages: presentation on a free port in front of a real
-//! logic app (and, where orders must complete, a real worker) on the test's own services.
+//! logic app (and, where orders must complete, a real worker) on the test's own services;
+//! and the `presentation` binary's handling of secrets, in front of such a logic app.
 
 mod audit;
 mod cart;
@@ -8,5 +9,6 @@ mod helpers;
 mod ops;
 mod pages;
 mod resilience;
+mod secrets;
 mod security;
 mod tracing;

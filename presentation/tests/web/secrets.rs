@@ -6,20 +6,17 @@
 
 use std::time::Duration;
 
-use logic::LogicSettings;
-use secrecy::SecretString;
 use testkit::TestEnv;
+use testkit::apps;
 use testkit::leaks::{Running, Seen, assert_no_secret, distinctive, free_port};
 use uuid::Uuid;
+
+use crate::helpers::input_value;
 
 const PRESENTATION: &str = env!("CARGO_BIN_EXE_presentation");
 
 fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf_token\"").expect("a CSRF field");
-    let rest = &html[at..];
-    let start = rest.find("value=\"").expect("value") + 7;
-    let end = rest[start..].find('"').expect("end");
-    rest[start..start + end].to_owned()
+    input_value(html, "csrf_token").expect("a CSRF field")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -32,15 +29,8 @@ async fn no_secret_reaches_the_logs_the_pages_or_the_metrics() {
     let hash_output = hash.rsplit('$').next().expect("hash output").to_owned();
     let logic_token = distinctive("LogicToken");
 
-    service::logging::init("error");
-    let mut settings = LogicSettings::with_data(env.data.clone());
-    settings.admin_token = Some(SecretString::from(logic_token.clone()));
-    let logic = logic::Application::build(settings)
-        .await
-        .expect("building logic");
-    let logic_url = format!("http://{}", logic.address());
-    let stop_logic = logic.stop_token();
-    let logic = tokio::spawn(logic.run_until_stopped());
+    let logic = apps::logic(&env, Some(&logic_token), |_| {}).await;
+    let logic_url = logic.base.clone();
 
     // Two secrets from files, as Kubernetes mounts them; the others from the environment.
     let dir = std::env::temp_dir().join(format!("strata-secrets-{}", Uuid::new_v4().simple()));
@@ -153,8 +143,7 @@ async fn no_secret_reaches_the_logs_the_pages_or_the_metrics() {
     );
 
     // Logic goes away: every page that needs it fails, and is logged.
-    stop_logic.cancel();
-    let _ = logic.await;
+    let _ = logic.stop().await;
     seen.send("console, logic down", http.get(url("/ops")))
         .await;
     seen.send("stats, logic down", http.get(url("/ops/stats.json")))
