@@ -11,65 +11,37 @@ mod driver;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use logic::LogicSettings;
-use presentation::{Application, Settings};
+use presentation::Settings;
 use secrecy::SecretString;
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 
 use crate::driver::{Browser, Shots};
 
 struct Stack {
+    // Fields drop in order: the apps stop before their services are removed.
+    _apps: (apps::Logic, apps::Worker, apps::Presentation),
     env: TestEnv,
     base: String,
     logic_url: String,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for stop in &self.stops {
-            stop.cancel();
-        }
-    }
 }
 
 const LOGIC_ADMIN_TOKEN: &str = "browser-test-admin-token";
 const OPS_PASSWORD: &str = "browser test password";
 
-async fn presentation(logic_url: &str) -> (String, CancellationToken) {
-    let mut settings = Settings::for_logic(logic_url);
+/// Settings tweak: the ops console on, with the test password and logic's token.
+fn with_ops(settings: &mut Settings) {
     let hash = presentation::ops::hash_password(OPS_PASSWORD).expect("hashing");
     settings.ops_password_hash = Some(SecretString::from(hash));
     settings.logic_admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
-    let app = Application::build(settings)
-        .await
-        .expect("building presentation");
-    let base = format!("http://{}", app.address());
-    let stop = app.stop_token();
-    tokio::spawn(app.run_until_stopped());
-    (base, stop)
 }
 
 async fn start_stack() -> Stack {
-    service::logging::init("error");
     let env = TestEnv::new().await;
-    let mut logic_settings = LogicSettings::with_data(env.data.clone());
-    logic_settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
-    let logic = logic::Application::build(logic_settings)
-        .await
-        .expect("building logic");
-    let logic_url = format!("http://{}", logic.address());
-    let mut stops = vec![logic.stop_token()];
-    tokio::spawn(logic.run_until_stopped());
-    let mut settings = worker::WorkerSettings::with_data(env.data.clone());
+    let logic = apps::logic(&env, Some(LOGIC_ADMIN_TOKEN), |_| {}).await;
     // Slow enough payments that the page is seen pending before it turns fulfilled.
-    settings.payment_latency_ms = 2000;
-    let worker = worker::Application::build(settings).expect("building a worker");
-    stops.push(worker.stop_token());
-    tokio::spawn(worker.run_until_stopped());
-    let (base, stop) = presentation(&logic_url).await;
-    stops.push(stop);
+    let worker = apps::worker(&env, |s| s.payment_latency_ms = 2000);
+    let presentation = apps::presentation(&logic.base, with_ops).await;
     let products = [
         ("LAMP-1", "Desk Lamp", "Lighting", 2500, 40),
         ("LAMP-2", "Floor Lamp", "Lighting", 9900, 3),
@@ -99,9 +71,9 @@ async fn start_stack() -> Stack {
     }
     Stack {
         env,
-        base,
-        logic_url,
-        stops,
+        base: presentation.base.clone(),
+        logic_url: logic.base.clone(),
+        _apps: (logic, worker, presentation),
     }
 }
 
@@ -373,11 +345,11 @@ async fn a_shopper_browses_fills_a_cart_checks_out_and_sees_the_order_fulfilled(
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let (down, stop) = presentation(&dead).await;
-    c.goto(&format!("{down}/")).await.unwrap();
+    let down = apps::presentation(&dead, with_ops).await;
+    c.goto(&format!("{}/", down.base)).await.unwrap();
     assert_eq!(text(c, "h1").await, "The shop is taking a short break");
     shots.take(c, "10-unavailable").await;
-    stop.cancel();
+    drop(down);
 
     browser.close().await;
     eprintln!("screenshots in {}", shots.dir.display());

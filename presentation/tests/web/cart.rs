@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use crate::helpers::{Client, Shop, spawn_presentation, spawn_shop, spawn_shop_with};
+use crate::helpers::{Client, Shop, spawn_shop, spawn_shop_with};
 
 async fn two_products(shop: &Shop) {
     shop.product("LAMP-1", "Desk Lamp", "Lighting", 2500, 50)
@@ -187,13 +187,10 @@ async fn replicas_share_carts_only_when_they_share_the_cookie_key() {
     two_products(&shop).await;
     shop.client.add_to_cart("MUG-1", 4).await;
 
-    let (same_key, stop) = spawn_presentation(&shop.logic_base, |s| {
-        s.cookie_key = Some(SecretString::from(key));
-    })
-    .await;
-    shop.keep(stop);
-    let (other_key, stop) = spawn_presentation(&shop.logic_base, |_| {}).await;
-    shop.keep(stop);
+    let same_key = shop
+        .spawn_presentation(|s| s.cookie_key = Some(SecretString::from(key)))
+        .await;
+    let other_key = shop.spawn_presentation(|_| {}).await;
 
     // Cookies are per host, not per port: the same jar goes to every replica.
     let replica = shop.client.for_base(&same_key).get("/cart").await;

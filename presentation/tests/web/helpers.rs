@@ -1,15 +1,15 @@
-//! Starting logic (+ worker) and presentation in-process, and a browser-like client.
+//! A shop (logic, workers and presentation in-process, from `testkit::apps`) and a
+//! browser-like client.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use logic::LogicSettings;
-use presentation::{Application, Settings};
+use presentation::Settings;
 use reqwest::Url;
 use reqwest::cookie::{CookieStore, Jar};
 use secrecy::SecretString;
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 
 /// logic's admin token in these tests (presentation's LOGIC_ADMIN_TOKEN).
 pub const LOGIC_ADMIN_TOKEN: &str = "test-logic-admin-token";
@@ -29,52 +29,16 @@ pub fn with_ops(settings: &mut Settings) {
     settings.logic_admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
 }
 
-/// logic, optional workers and one presentation, all stopped on drop.
+/// logic, optional workers and presentations, all stopped on drop.
 pub struct Shop {
+    // Fields drop in order: the apps stop before their services are removed.
+    _logic: apps::Logic,
+    presentations: Vec<apps::Presentation>,
+    workers: Vec<apps::Worker>,
     pub env: TestEnv,
     pub logic_base: String,
     pub base: String,
     pub client: Client,
-    stops: Vec<CancellationToken>,
-}
-
-impl Drop for Shop {
-    fn drop(&mut self) {
-        for stop in &self.stops {
-            stop.cancel();
-        }
-    }
-}
-
-/// Starts logic on the test's services; returns its base URL and stop token.
-pub async fn spawn_logic(env: &TestEnv) -> (String, CancellationToken) {
-    service::logging::init("error");
-    let mut settings = LogicSettings::with_data(env.data.clone());
-    settings.admin_token = Some(SecretString::from(LOGIC_ADMIN_TOKEN.to_owned()));
-    let app = logic::Application::build(settings)
-        .await
-        .expect("building logic");
-    let base = format!("http://{}", app.address());
-    let stop = app.stop_token();
-    tokio::spawn(app.run_until_stopped());
-    (base, stop)
-}
-
-/// Starts presentation in front of `logic_url`, settings adjusted by `tweak`.
-pub async fn spawn_presentation(
-    logic_url: &str,
-    tweak: impl FnOnce(&mut Settings),
-) -> (String, CancellationToken) {
-    service::logging::init("error");
-    let mut settings = Settings::for_logic(logic_url);
-    tweak(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("building presentation");
-    let base = format!("http://{}", app.address());
-    let stop = app.stop_token();
-    tokio::spawn(app.run_until_stopped());
-    (base, stop)
 }
 
 pub async fn spawn_shop() -> Shop {
@@ -83,29 +47,34 @@ pub async fn spawn_shop() -> Shop {
 
 pub async fn spawn_shop_with(tweak: impl FnOnce(&mut Settings)) -> Shop {
     let env = TestEnv::new().await;
-    let (logic_base, logic_stop) = spawn_logic(&env).await;
-    let (base, stop) = spawn_presentation(&logic_base, tweak).await;
+    let logic = apps::logic(&env, Some(LOGIC_ADMIN_TOKEN), |_| {}).await;
+    let presentation = apps::presentation(&logic.base, tweak).await;
     Shop {
+        logic_base: logic.base.clone(),
+        base: presentation.base.clone(),
+        client: Client::new(&presentation.base),
+        _logic: logic,
+        presentations: vec![presentation],
+        workers: Vec::new(),
         env,
-        logic_base,
-        client: Client::new(&base),
-        base,
-        stops: vec![logic_stop, stop],
     }
 }
 
 impl Shop {
     pub fn spawn_worker(&mut self, payment_latency_ms: u64) {
-        let mut settings = worker::WorkerSettings::with_data(self.env.data.clone());
-        settings.payment_latency_ms = payment_latency_ms;
-        settings.retry_delay_ms = 100;
-        let w = worker::Application::build(settings).expect("building a worker");
-        self.stops.push(w.stop_token());
-        tokio::spawn(w.run_until_stopped());
+        self.workers.push(apps::worker(&self.env, |s| {
+            s.payment_latency_ms = payment_latency_ms;
+            s.retry_delay_ms = 100;
+        }));
     }
 
-    pub fn keep(&mut self, stop: CancellationToken) {
-        self.stops.push(stop);
+    /// Another presentation in front of this shop's logic, stopped with the shop; returns
+    /// its base URL.
+    pub async fn spawn_presentation(&mut self, tweak: impl FnOnce(&mut Settings)) -> String {
+        let presentation = apps::presentation(&self.logic_base, tweak).await;
+        let base = presentation.base.clone();
+        self.presentations.push(presentation);
+        base
     }
 
     /// Adds (or resets) a product with the given name and category.

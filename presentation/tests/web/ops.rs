@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use contracts::{OpsStats, Order, OrderStatus};
 use secrecy::{ExposeSecret, SecretString};
+use testkit::apps;
 
 use crate::helpers::{
-    Client, LOGIC_ADMIN_TOKEN, OPS_PASSWORD, Page, Shop, assert_site_page, spawn_presentation,
-    spawn_shop_with, with_ops,
+    Client, LOGIC_ADMIN_TOKEN, OPS_PASSWORD, Page, Shop, assert_site_page, spawn_shop_with,
+    with_ops,
 };
 
 fn set_cookie<'a>(page: &'a Page, name: &str) -> Option<&'a str> {
@@ -221,41 +222,47 @@ async fn forged_edited_and_foreign_session_cookies_are_ignored() {
     }
 
     // Signed by another key: ignored.
-    let (other, stop) = spawn_presentation(&shop.logic_base, |s| {
+    let other = apps::presentation(&shop.logic_base, |s| {
         with_ops(s);
         s.cookie_key = Some(SecretString::from("z".repeat(40)));
     })
     .await;
-    let foreign = Client::new(&other).ops_login("admin", OPS_PASSWORD).await;
+    let foreign = Client::new(&other.base)
+        .ops_login("admin", OPS_PASSWORD)
+        .await;
     let foreign = session_pair(&foreign);
-    assert_eq!(get_with_cookie(&other, "/ops", &foreign).await.status, 200);
+    assert_eq!(
+        get_with_cookie(&other.base, "/ops", &foreign).await.status,
+        200
+    );
     assert_eq!(
         get_with_cookie(&shop.base, "/ops", &foreign).await.status,
         303
     );
-    stop.cancel();
+    drop(other);
 
     // Same key, but the password has changed since: the old session is over.
     let new_hash = presentation::ops::hash_password("a new password").unwrap();
-    let (changed, stop) = spawn_presentation(&shop.logic_base, |s| {
+    let changed = apps::presentation(&shop.logic_base, |s| {
         with_ops(s);
         s.cookie_key = Some(SecretString::from(key.clone()));
         s.ops_password_hash = Some(SecretString::from(new_hash));
     })
     .await;
-    assert_eq!(get_with_cookie(&changed, "/ops", &pair).await.status, 303);
-    let same_hash = spawn_presentation(&shop.logic_base, |s| {
+    assert_eq!(
+        get_with_cookie(&changed.base, "/ops", &pair).await.status,
+        303
+    );
+    let same_hash = apps::presentation(&shop.logic_base, |s| {
         with_ops(s);
         s.cookie_key = Some(SecretString::from(key.clone()));
     })
     .await;
     assert_eq!(
-        get_with_cookie(&same_hash.0, "/ops", &pair).await.status,
+        get_with_cookie(&same_hash.base, "/ops", &pair).await.status,
         200,
         "another replica with the same key and hash accepts it"
     );
-    stop.cancel();
-    same_hash.1.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,14 +296,12 @@ async fn the_dlq_table_lists_a_real_dead_letter_and_redrive_moves_it_back() {
     shop.product("DLQ-1", "Dead Mug", "Kitchen", 800, 5).await;
 
     // A worker whose database is gone fails every attempt until the delivery limit.
-    let mut broken = worker::WorkerSettings::with_data(shop.env.data.clone());
     let url = shop.env.data.database_url.expose_secret().to_owned();
-    broken.data.database_url = SecretString::from(format!("{url}_gone"));
-    broken.data.database_acquire_timeout_ms = 300;
-    broken.retry_delay_ms = 20;
-    let broken = worker::Application::build(broken).expect("worker");
-    let stop_broken = broken.stop_token();
-    tokio::spawn(broken.run_until_stopped());
+    let broken = apps::worker(&shop.env, |s| {
+        s.data.database_url = SecretString::from(format!("{url}_gone"));
+        s.data.database_acquire_timeout_ms = 300;
+        s.retry_delay_ms = 20;
+    });
 
     let order = place_order(&shop, "DLQ-1", 2).await;
     let c = &shop.client.for_base(&shop.base);
@@ -306,7 +311,7 @@ async fn the_dlq_table_lists_a_real_dead_letter_and_redrive_moves_it_back() {
         page.body.contains(&order.id.to_string()).then_some(page)
     })
     .await;
-    stop_broken.cancel();
+    drop(broken);
     assert!(page.body.contains("delivery_limit"), "{}", page.body);
     assert!(page.body.contains("FulfilOrder"));
     assert!(page.body.contains("id=\"dlq-total\">1<"), "{}", page.body);

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use testkit::apps;
 use tokio::net::TcpListener;
 
-use crate::helpers::{Client, assert_site_page, spawn_presentation};
+use crate::helpers::{Client, assert_site_page};
 
 const PAGES: [&str; 4] = [
     "/",
@@ -35,8 +36,8 @@ async fn unreachable_logic_gives_a_friendly_503() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let (base, stop) = spawn_presentation(&url, |_| {}).await;
-    let client = Client::new(&base);
+    let presentation = apps::presentation(&url, |_| {}).await;
+    let client = Client::new(&presentation.base);
     // A cart cookie from before the outage does not change the answer.
     client.set_cookie("strata_cart", "forged");
     for path in PAGES {
@@ -48,7 +49,7 @@ async fn unreachable_logic_gives_a_friendly_503() {
     assert_eq!(client.get("/cart").await.status, 200);
     assert_eq!(client.get("/healthz").await.status, 200);
     assert_eq!(client.get("/readyz").await.status, 503);
-    stop.cancel();
+    drop(presentation);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,13 +63,13 @@ async fn slow_logic_times_out_into_a_503() {
             held.push(socket);
         }
     });
-    let (base, stop) = spawn_presentation(&url, |s| s.logic_timeout_ms = 300).await;
-    let client = Client::new(&base);
+    let presentation = apps::presentation(&url, |s| s.logic_timeout_ms = 300).await;
+    let client = Client::new(&presentation.base);
     let took = assert_polite_503(&client, "/products/LAMP-1").await;
     assert!(took < Duration::from_secs(3), "timed out after {took:?}");
     let took = assert_polite_503(&client, "/").await;
     assert!(took < Duration::from_secs(3), "timed out after {took:?}");
-    stop.cancel();
+    drop(presentation);
     hold.abort();
 }
 
@@ -89,12 +90,12 @@ async fn a_failing_logic_body_is_never_shown() {
     let running = server.run();
     let handle = running.handle();
     tokio::spawn(running);
-    let (base, stop) = spawn_presentation(&url, |_| {}).await;
-    let client = Client::new(&base);
+    let presentation = apps::presentation(&url, |_| {}).await;
+    let client = Client::new(&presentation.base);
     for path in PAGES {
         assert_polite_503(&client, path).await;
         assert!(!client.get(path).await.body.contains("SELECT secret"));
     }
-    stop.cancel();
+    drop(presentation);
     handle.stop(false).await;
 }

@@ -4,8 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use contracts::trace::TraceParent;
+use testkit::apps;
 
-use crate::helpers::{Client, spawn_logic, spawn_presentation};
+use crate::helpers::{Client, LOGIC_ADMIN_TOKEN};
 
 /// What the recording proxy saw: the `traceparent` presentation sent and the
 /// `traceresponse` logic answered with.
@@ -17,7 +18,8 @@ struct Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logic_sees_the_trace_id_presentation_started() {
     let env = testkit::TestEnv::new().await;
-    let (logic_url, logic_stop) = spawn_logic(&env).await;
+    let logic = apps::logic(&env, Some(LOGIC_ADMIN_TOKEN), |_| {}).await;
+    let logic_url = logic.base.clone();
     let seen = Arc::new(Mutex::new(Seen::default()));
 
     // A proxy between the tiers that forwards everything and writes down trace headers.
@@ -82,8 +84,8 @@ async fn logic_sees_the_trace_id_presentation_started() {
     .execute(&env.pool)
     .await
     .unwrap();
-    let (base, stop) = spawn_presentation(&proxy_url, |_| {}).await;
-    let client = Client::new(&base);
+    let presentation = apps::presentation(&proxy_url, |_| {}).await;
+    let client = Client::new(&presentation.base);
     let page = client.get("/products/LAMP-1").await;
     assert_eq!(page.status, 200);
     let started = TraceParent::parse(page.headers["traceresponse"].to_str().unwrap())
@@ -122,7 +124,7 @@ async fn logic_sees_the_trace_id_presentation_started() {
     let own = res.headers()["traceresponse"].to_str().unwrap();
     assert!(!own.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
 
-    stop.cancel();
+    drop(presentation);
     proxy.stop(false).await;
-    logic_stop.cancel();
+    drop(logic);
 }
