@@ -1,26 +1,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use autoscaler::AutoscalerSettings;
 use autoscaler::config::BackendKind;
 use contracts::{OrderLineRequest, PlaceOrder};
-use logic::relay::RelayConfig;
 use secrecy::ExposeSecret;
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
+use testkit::apps;
 use uuid::Uuid;
 
 /// A test's services plus an outbox relay, so placed orders reach the broker.
 pub struct Rig {
+    // Fields drop in order: the relay stops before the services are removed.
+    relay: Option<apps::Relay>,
     pub env: TestEnv,
-    relay: CancellationToken,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.relay.cancel();
-    }
 }
 
 pub fn rabbitmq_api() -> String {
@@ -30,7 +23,7 @@ pub fn rabbitmq_api() -> String {
 impl Rig {
     /// Services and a running relay.
     pub async fn new() -> Rig {
-        let rig = Rig::without_relay().await;
+        let mut rig = Rig::without_relay().await;
         rig.start_relay();
         rig
     }
@@ -39,22 +32,11 @@ impl Rig {
     pub async fn without_relay() -> Rig {
         service::logging::init("warn,autoscaler=info");
         let env = TestEnv::new().await;
-        Rig {
-            env,
-            relay: CancellationToken::new(),
-        }
+        Rig { relay: None, env }
     }
 
-    pub fn start_relay(&self) {
-        tokio::spawn(logic::relay::run(
-            self.env.pool.clone(),
-            self.env.data.clone(),
-            RelayConfig {
-                poll_interval: Duration::from_millis(100),
-                ..RelayConfig::default()
-            },
-            self.relay.clone(),
-        ));
+    pub fn start_relay(&mut self) {
+        self.relay = Some(apps::relay(&self.env, |_| {}));
     }
 
     /// Places `n` one-unit orders of `sku` through the data tier (order + outbox row).

@@ -17,7 +17,7 @@ const ORDERS: usize = 150;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_scales_workers_up_then_back_down_and_fulfils_every_order_once() {
     // The relay starts after the orders are placed: they reach the queue as one burst.
-    let rig = Rig::without_relay().await;
+    let mut rig = Rig::without_relay().await;
     // One product per order: a worker holds its products' row locks while it charges the
     // payment, so orders of one product would be processed one at a time by any number
     // of workers.
