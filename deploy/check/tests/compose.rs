@@ -486,8 +486,7 @@ fn image_rules(c: &Value) -> Vec<String> {
             builders.entry(image).or_default();
         } else {
             builders.entry(image).or_default().push(name);
-            if build["context"] != json!(".") || build["dockerfile"] != json!("deploy/Dockerfile")
-            {
+            if build["context"] != json!(".") || build["dockerfile"] != json!("deploy/Dockerfile") {
                 p.push(format!("{name} is not built from deploy/Dockerfile"));
             }
             let target = build["target"].as_str().unwrap_or_default();
