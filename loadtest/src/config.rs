@@ -11,6 +11,12 @@ pub enum Profile {
     Ramp,
     /// A tenth of the users, a sudden jump to all of them, and back: scale-out and scale-in.
     Spike,
+    /// A flash sale: orders arrive at a fixed rate (`--rate` a second), each a shopper's
+    /// checkout of one product (product page, add to cart, checkout) who does not wait for the order to be
+    /// fulfilled. The arrival rate does not slow down when the workers fall behind (open
+    /// loop), so a rate above what the running workers carry builds a backlog. The
+    /// orders are followed to their final status after the sale.
+    FlashSale,
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -52,4 +58,17 @@ pub struct Args {
     /// Think time between a shopper's steps, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub think_ms: u64,
+    /// Orders a second of the flash-sale profile (its shoppers are as many as this rate
+    /// needs, at least --users).
+    #[arg(long, default_value_t = 40.0, value_parser = parse_rate)]
+    pub rate: f64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 10_000.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate of orders a second in (0, 10000]"
+        )),
+    }
 }

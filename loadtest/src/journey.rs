@@ -60,6 +60,13 @@ pub fn scenario() -> Scenario {
     scenario!("Shopper").register_transaction(transaction!(shop).set_name("journey"))
 }
 
+/// The flash sale's buyer: at each arrival slot, a shopper opens a product page, puts it
+/// in the cart and checks out (a placed order empties the cart); the order page is not
+/// followed here.
+pub fn flash_sale_scenario() -> Scenario {
+    scenario!("Buyer").register_transaction(transaction!(flash_buy).set_name("flash sale"))
+}
+
 struct Page {
     status: u16,
     url: String,
@@ -230,6 +237,105 @@ async fn shop(user: &mut GooseUser) -> TransactionResult {
             Some(page) => page.body,
             None => String::new(),
         };
+    }
+    Ok(())
+}
+
+async fn flash_buy(user: &mut GooseUser) -> TransactionResult {
+    let shared = shared::get();
+    shared.next_arrival().await;
+    let sku = shared.pick_sku().to_owned();
+    let Some(product) = get(user, "product", &format!("/products/{sku}")).await? else {
+        return Ok(());
+    };
+    let Some(csrf) = attribute_after(&product.body, "name=\"csrf_token\"", "value") else {
+        shared
+            .sold_out_skips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(());
+    };
+    let csrf = csrf.to_owned();
+    if post_form(
+        user,
+        "add to cart",
+        "/cart/add",
+        &[("csrf_token", &csrf), ("sku", &sku), ("quantity", "1")],
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(());
+    }
+    let Some(form) = get(user, "checkout form", "/checkout").await? else {
+        return Ok(());
+    };
+    let (Some(csrf), Some(key)) = (
+        attribute_after(&form.body, "name=\"csrf_token\"", "value").map(str::to_owned),
+        attribute_after(&form.body, "name=\"idempotency_key\"", "value").map(str::to_owned),
+    ) else {
+        return Ok(());
+    };
+    let n = shared
+        .orders_placed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let email = format!("buyer{n}@example.com");
+    let Some(order_page) = post_form(
+        user,
+        "place order",
+        "/checkout",
+        &[
+            ("csrf_token", &csrf),
+            ("idempotency_key", &key),
+            ("email", &email),
+        ],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    if let Some(i) = order_page.url.find("/orders/") {
+        shared.record_placed(order_page.url[i..].to_owned());
+    }
+    Ok(())
+}
+
+/// After a flash sale: reads every placed order's page until its status is final or
+/// `--order-timeout-secs` passed since the sale ended.
+pub async fn follow_placed_orders(target: &str) -> anyhow::Result<()> {
+    let shared = shared::get();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut pending: Vec<(String, Instant)> =
+        std::mem::take(&mut *shared.placed.lock().unwrap_or_else(|p| p.into_inner()));
+    let deadline = Instant::now() + Duration::from_secs(shared.args.order_timeout_secs);
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for (path, placed_at) in pending {
+            let status = match http.get(format!("{target}{path}")).send().await {
+                Ok(response) if response.status().is_success() => {
+                    let body = response.text().await.unwrap_or_default();
+                    attribute_after(&body, "id=\"order-status\"", "data-status").map(str::to_owned)
+                }
+                _ => None,
+            };
+            match status.as_deref() {
+                Some("fulfilled") => shared.record_final(true, placed_at.elapsed()),
+                Some("rejected") => shared.record_final(false, placed_at.elapsed()),
+                _ => still.push((path, placed_at)),
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            shared
+                .orders_timed_out
+                .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
 }

@@ -39,7 +39,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let shared = Arc::new(shared::Shared::new(skus, args.zipf_exponent, args.clone()));
     shared::install(shared.clone());
 
-    let plan = profile::test_plan(args.profile, args.users, args.duration);
+    // The flash sale's shoppers: enough for its arrival rate when each takes up to two
+    // seconds (more would only wait for their slots).
+    let users = match args.profile {
+        Profile::FlashSale => args.users.max((args.rate * 2.0).ceil() as usize),
+        _ => args.users,
+    };
+    let plan = profile::test_plan(args.profile, users, args.duration);
     let started = Instant::now();
     let sampler = tokio::spawn(sampler::run(
         shared.clone(),
@@ -51,10 +57,17 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let config = GooseConfiguration::parse_args_default::<&str>(&[])
         .map_err(|e| anyhow::anyhow!("goose configuration: {e}"))?;
     let goose_report = args.report.join("goose-report.html");
-    let metrics = attack(config, &target, &plan, &goose_report)
+    let scenario = match args.profile {
+        Profile::FlashSale => journey::flash_sale_scenario(),
+        _ => journey::scenario(),
+    };
+    let metrics = attack(config, scenario, &target, &plan, &goose_report)
         .await
         .map_err(|e| anyhow::anyhow!("goose: {e:?}"))?;
     progress.finish_and_clear();
+    if args.profile == Profile::FlashSale {
+        journey::follow_placed_orders(&target).await?;
+    }
 
     // Orders placed near the end are still being followed; give them time to finish.
     let grace = Instant::now();
@@ -71,12 +84,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
 
 async fn attack(
     config: GooseConfiguration,
+    scenario: Scenario,
     target: &str,
     plan: &str,
     report: &std::path::Path,
 ) -> Result<goose::metrics::GooseMetrics, GooseError> {
     GooseAttack::initialize_with_config(config)?
-        .register_scenario(journey::scenario())
+        .register_scenario(scenario)
         .set_default(GooseDefault::Host, target)?
         .set_default(GooseDefault::TestPlan, plan)?
         .set_default(GooseDefault::ReportFile, report.to_string_lossy().as_ref())?

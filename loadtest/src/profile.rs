@@ -23,6 +23,11 @@ pub fn test_plan(profile: Profile, users: usize, duration: Duration) -> String {
             part(0.2),
             part(0.2)
         ),
+        // Every shopper from the start; each paces itself to the shared arrival rate.
+        Profile::FlashSale => format!(
+            "{users},1s;{users},{}s;0,1s",
+            total.saturating_sub(2).max(1)
+        ),
         Profile::Spike => {
             let base = (users / 10).max(1);
             format!(
@@ -41,7 +46,12 @@ mod tests {
 
     #[test]
     fn plans_peak_at_the_given_users_and_end_at_zero() {
-        for profile in [Profile::Constant, Profile::Ramp, Profile::Spike] {
+        for profile in [
+            Profile::Constant,
+            Profile::Ramp,
+            Profile::Spike,
+            Profile::FlashSale,
+        ] {
             let plan = test_plan(profile, 40, Duration::from_secs(60));
             let steps: Vec<(usize, u64)> = plan
                 .split(';')

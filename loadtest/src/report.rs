@@ -74,6 +74,10 @@ pub struct Summary {
     pub placed_to_final_p99_secs: f64,
     pub max_workers: Option<u64>,
     pub max_backlog: Option<u64>,
+    /// Flash sale: orders a second asked for, and arrivals that started over a second
+    /// after their slot because every shopper was busy (the rate was not held).
+    pub flash_sale_rate: Option<f64>,
+    pub late_arrivals: u64,
 }
 
 pub struct Outcome {
@@ -82,10 +86,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Passed: no failed request and every placed order reached a final status.
+    /// Passed: no failed request, every placed order reached a final status, and a flash
+    /// sale held its arrival rate.
     pub fn passed(&self) -> bool {
         let s = &self.summary;
-        s.errors == 0 && s.orders_timed_out == 0 && s.orders_unfinished == 0
+        s.errors == 0 && s.orders_timed_out == 0 && s.orders_unfinished == 0 && s.late_arrivals == 0
     }
 }
 
@@ -190,6 +195,8 @@ pub fn write(
         placed_to_final_p99_secs: percentile(&latencies, 99.0),
         max_workers: timeline.iter().filter_map(|s| s.workers).max(),
         max_backlog: timeline.iter().filter_map(|s| s.backlog).max(),
+        flash_sale_rate: (args.profile == crate::Profile::FlashSale).then_some(args.rate),
+        late_arrivals: shared.late_arrivals.load(Ordering::Relaxed),
     };
 
     std::fs::write(
@@ -329,11 +336,22 @@ fn render(s: &Summary, args: &Args) -> String {
         s.orders_unfinished,
         s.sold_out_skips
     );
-    let _ = writeln!(
-        out,
-        "placed -> final: p50 {:.2} s, p95 {:.2} s, p99 {:.2} s",
-        s.placed_to_final_p50_secs, s.placed_to_final_p95_secs, s.placed_to_final_p99_secs
-    );
+    if let Some(rate) = s.flash_sale_rate {
+        let _ = writeln!(
+            out,
+            "flash sale: {rate}/s asked, {:.1}/s placed, {} arrivals late",
+            s.orders_placed as f64 / args.duration.as_secs_f64().max(1.0),
+            s.late_arrivals
+        );
+    }
+    // A flash sale reads the orders after the sale: its times are no latencies.
+    if s.flash_sale_rate.is_none() {
+        let _ = writeln!(
+            out,
+            "placed -> final: p50 {:.2} s, p95 {:.2} s, p99 {:.2} s",
+            s.placed_to_final_p50_secs, s.placed_to_final_p95_secs, s.placed_to_final_p99_secs
+        );
+    }
     if let (Some(w), Some(b)) = (s.max_workers, s.max_backlog) {
         let _ = writeln!(out, "peak backlog {b}, peak workers {w}");
     }

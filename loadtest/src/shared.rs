@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand_distr::{Distribution, Zipf};
@@ -38,6 +38,13 @@ pub struct Shared {
     pub fulfil_latencies: Mutex<Vec<f64>>,
     pub timeline: Mutex<Vec<Sample>>,
     sampling: AtomicBool,
+    /// Flash sale: the next arrival slot, the time slots count from, and the placed orders
+    /// (order page path, placed at) to follow after the sale.
+    next_slot: AtomicU64,
+    slots_from: OnceLock<Instant>,
+    /// Arrivals that started more than a second after their slot (every shopper busy).
+    pub late_arrivals: AtomicU64,
+    pub placed: Mutex<Vec<(String, Instant)>>,
 }
 
 static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
@@ -70,6 +77,10 @@ impl Shared {
             fulfil_latencies: Mutex::new(Vec::new()),
             timeline: Mutex::new(Vec::new()),
             sampling: AtomicBool::new(true),
+            next_slot: AtomicU64::new(0),
+            slots_from: OnceLock::new(),
+            late_arrivals: AtomicU64::new(0),
+            placed: Mutex::new(Vec::new()),
         }
     }
 
@@ -118,6 +129,28 @@ impl Shared {
         self.orders_placed
             .load(Ordering::Relaxed)
             .saturating_sub(self.orders_final())
+    }
+
+    /// Waits for the next arrival slot of the flash sale: slot n is due n / rate seconds
+    /// after the first, whatever the earlier arrivals are doing (open loop).
+    pub async fn next_arrival(&self) {
+        let from = *self.slots_from.get_or_init(Instant::now);
+        let n = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let due = from + Duration::from_secs_f64(n as f64 / self.args.rate);
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep(due - now).await;
+        } else if now - due > Duration::from_secs(1) {
+            self.late_arrivals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_placed(&self, path: String) {
+        self.orders_placed.fetch_add(1, Ordering::Relaxed);
+        self.placed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path, Instant::now()));
     }
 
     pub fn sampling(&self) -> bool {

@@ -472,17 +472,27 @@ fn image_rules(c: &Value) -> Vec<String> {
         .filter_map(|w| w.strip_prefix("target/release/"))
         .map(str::to_owned)
         .collect();
+    // Each image is built by exactly one service; the others run it by name. Several
+    // `build:` of one tag give it a new image id each time, and compose then recreates
+    // the containers of the other services.
+    let mut builders: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (name, service) in services(c) {
         if !is_strata_image(service) {
             continue;
         }
+        let image = service["image"].as_str().unwrap_or_default().to_owned();
         let build = &service["build"];
-        if build["context"] != json!(".") || build["dockerfile"] != json!("deploy/Dockerfile") {
-            p.push(format!("{name} is not built from deploy/Dockerfile"));
-        }
-        let target = build["target"].as_str().unwrap_or_default();
-        if stage(target).is_none() {
-            p.push(format!("{name} builds target {target:?}, not a stage"));
+        if build.is_null() {
+            builders.entry(image).or_default();
+        } else {
+            builders.entry(image).or_default().push(name);
+            if build["context"] != json!(".") || build["dockerfile"] != json!("deploy/Dockerfile") {
+                p.push(format!("{name} is not built from deploy/Dockerfile"));
+            }
+            let target = build["target"].as_str().unwrap_or_default();
+            if stage(target).is_none() {
+                p.push(format!("{name} builds target {target:?}, not a stage"));
+            }
         }
         let run = compose::run(service);
         match run.first() {
@@ -490,6 +500,14 @@ fn image_rules(c: &Value) -> Vec<String> {
             other => p.push(format!(
                 "{name} runs {other:?}, which the image does not build"
             )),
+        }
+    }
+    for (image, names) in &builders {
+        if names.len() != 1 {
+            p.push(format!(
+                "{image} is built by {} services ({names:?}), not exactly one",
+                names.len()
+            ));
         }
     }
     if !built.contains("probe") {
@@ -875,6 +893,23 @@ fn every_rule_catches_a_break() {
             |c| c["services"]["worker"]["command"] = json!(["fulfiller"]),
             image_rules,
             "worker runs",
+        ),
+        (
+            "a second build of the strata image",
+            |c| c["services"]["worker"]["build"] = c["services"]["logic"]["build"].clone(),
+            image_rules,
+            "built by 2 services",
+        ),
+        (
+            "no build of the strata image",
+            |c| {
+                c["services"]["logic"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("build");
+            },
+            image_rules,
+            "built by 0 services",
         ),
         (
             "a misspelt setting",
