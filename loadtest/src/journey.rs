@@ -127,6 +127,45 @@ async fn post_form(
     send(user, name, request).await
 }
 
+/// Fills in and sends the checkout form of the cart in the session: the answer is the
+/// order's page (or the cart again, when an item sold out meanwhile); `None` when the form
+/// did not come (an empty cart redirects away from it) or the post failed. With the page
+/// comes the moment the order was sent.
+async fn check_out(
+    user: &mut GooseUser,
+    email_prefix: &str,
+) -> Result<Option<(Page, Instant)>, Box<TransactionError>> {
+    let Some(form) = get(user, "checkout form", "/checkout").await? else {
+        return Ok(None);
+    };
+    if !form.url.contains("/checkout") {
+        return Ok(None);
+    }
+    let (Some(csrf), Some(key)) = (
+        attribute_after(&form.body, "name=\"csrf_token\"", "value").map(str::to_owned),
+        attribute_after(&form.body, "name=\"idempotency_key\"", "value").map(str::to_owned),
+    ) else {
+        return Ok(None);
+    };
+    let n = shared::get()
+        .orders_placed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let email = format!("{email_prefix}{n}@example.com");
+    let placed_at = Instant::now();
+    let page = post_form(
+        user,
+        "place order",
+        "/checkout",
+        &[
+            ("csrf_token", &csrf),
+            ("idempotency_key", &key),
+            ("email", &email),
+        ],
+    )
+    .await?;
+    Ok(page.map(|page| (page, placed_at)))
+}
+
 async fn shop(user: &mut GooseUser) -> TransactionResult {
     let shared = shared::get();
     // Browse: the catalog, a popular page more often than a far one, sometimes a search.
@@ -168,35 +207,7 @@ async fn shop(user: &mut GooseUser) -> TransactionResult {
     }
 
     // Check out.
-    let Some(form) = get(user, "checkout form", "/checkout").await? else {
-        return Ok(());
-    };
-    if !form.url.contains("/checkout") {
-        return Ok(());
-    }
-    let (Some(csrf), Some(key)) = (
-        attribute_after(&form.body, "name=\"csrf_token\"", "value").map(str::to_owned),
-        attribute_after(&form.body, "name=\"idempotency_key\"", "value").map(str::to_owned),
-    ) else {
-        return Ok(());
-    };
-    let n = shared
-        .orders_placed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let email = format!("shopper{n}@example.com");
-    let placed_at = Instant::now();
-    let Some(order_page) = post_form(
-        user,
-        "place order",
-        "/checkout",
-        &[
-            ("csrf_token", &csrf),
-            ("idempotency_key", &key),
-            ("email", &email),
-        ],
-    )
-    .await?
-    else {
+    let Some((order_page, placed_at)) = check_out(user, "shopper").await? else {
         return Ok(());
     };
     let Some(path) = order_page
@@ -266,31 +277,7 @@ async fn flash_buy(user: &mut GooseUser) -> TransactionResult {
     {
         return Ok(());
     }
-    let Some(form) = get(user, "checkout form", "/checkout").await? else {
-        return Ok(());
-    };
-    let (Some(csrf), Some(key)) = (
-        attribute_after(&form.body, "name=\"csrf_token\"", "value").map(str::to_owned),
-        attribute_after(&form.body, "name=\"idempotency_key\"", "value").map(str::to_owned),
-    ) else {
-        return Ok(());
-    };
-    let n = shared
-        .orders_placed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let email = format!("buyer{n}@example.com");
-    let Some(order_page) = post_form(
-        user,
-        "place order",
-        "/checkout",
-        &[
-            ("csrf_token", &csrf),
-            ("idempotency_key", &key),
-            ("email", &email),
-        ],
-    )
-    .await?
-    else {
+    let Some((order_page, _)) = check_out(user, "buyer").await? else {
         return Ok(());
     };
     if let Some(i) = order_page.url.find("/orders/") {
