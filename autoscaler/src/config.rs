@@ -79,6 +79,15 @@ pub struct AutoscalerSettings {
     /// How long a worker told to stop (SIGTERM) may take to drain before it is killed.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Postgres connections kept for everything but the workers (logic's pools with their
+    /// relays, jobs); the check at start needs max x the worker's DATABASE_MAX_CONNECTIONS
+    /// + this to fit Postgres' max_connections minus its superuser slots.
+    #[arg(long, env = "AUTOSCALER_DB_RESERVE", default_value_t = 12)]
+    pub db_reserve: u32,
+    /// Check the Postgres connection budget at start (through `worker check-budget`); a
+    /// budget that does not fit stops the autoscaler.
+    #[arg(long, env = "AUTOSCALER_DB_BUDGET_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub db_budget_check: bool,
     /// Address of `/healthz`, `/status` and `/metrics`.
     #[arg(
         long = "listen",

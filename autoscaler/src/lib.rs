@@ -3,6 +3,7 @@
 //! compose service. docs/autoscaling.md explains the rules.
 
 pub mod backend;
+pub mod budget;
 pub mod config;
 pub mod controller;
 pub mod decision;

@@ -25,6 +25,8 @@ pub struct Application {
     controller: Controller,
     status: Arc<StatusBoard>,
     stop: CancellationToken,
+    /// (most workers, reserve) to check against Postgres before anything starts.
+    budget: Option<(u32, u32)>,
 }
 
 impl Application {
@@ -93,6 +95,9 @@ impl Application {
             controller,
             status,
             stop: CancellationToken::new(),
+            budget: settings
+                .db_budget_check
+                .then_some((settings.max, settings.db_reserve)),
         })
     }
 
@@ -122,7 +127,18 @@ impl Application {
 
     /// Runs until the stop token is cancelled: then the loop stops, the workers of the
     /// process backend drain and exit, and the HTTP server stops.
+    /// First of all, with the budget check on, `worker check-budget` must pass: a fleet
+    /// that could exhaust Postgres' connections is refused before any worker starts.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        if let Some((max, reserve)) = self.budget {
+            let fits = self
+                .controller
+                .backend
+                .check_budget(max, reserve)
+                .await
+                .context("the Postgres connection budget check failed")?;
+            tracing::info!(check = %fits, "Postgres connection budget");
+        }
         let stop = self.stop.clone();
         let mut server = self.server.start()?;
         let controller = tokio::spawn(self.controller.run(stop.clone()));

@@ -27,6 +27,16 @@ pub struct WorkerSettings {
     pub health_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub data: DataSettings,
+    /// Without a command the worker consumes.
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WorkerCommand {
+    /// Checks that this many workers, with this worker's DATABASE_MAX_CONNECTIONS, plus a
+    /// reserve fit Postgres' max_connections; exits 1 with the figures when they do not.
+    CheckBudget(crate::budget::CheckBudget),
 }
 
 impl WorkerSettings {

@@ -3,10 +3,12 @@
 //! in-flight work on SIGTERM. With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
 //! `/metrics`.
 
+pub mod budget;
 pub mod config;
 pub mod consumer;
 pub mod fulfilment;
 pub mod health;
+pub mod parent;
 pub mod startup;
 pub mod telemetry;
 

@@ -10,7 +10,11 @@ fn main() -> anyhow::Result<()> {
         // Signals first: a stop that arrives during start-up is a clean stop too.
         let stop = service::signals::stop_on_signals()?;
         service::logging::init("info,sqlx=warn,lapin=warn");
+        worker::parent::stop_when_orphaned(stop.clone());
         let settings = worker::WorkerSettings::parse();
+        if let Some(worker::config::WorkerCommand::CheckBudget(check)) = &settings.command {
+            return worker::budget::run(&settings.data, check).await;
+        }
         let app = worker::Application::build(settings)?.with_stop_token(stop);
         app.run_until_stopped().await
     })

@@ -112,6 +112,30 @@ impl ComposeBackend {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// The command line that runs `worker check-budget` in a one-off container of the
+    /// service: its own environment and secrets, no dependencies started, removed after.
+    pub fn budget_args(&self, replicas: u32, reserve: u32) -> Vec<OsString> {
+        let mut args = self.base_args();
+        args.extend(
+            [
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                &self.config.service,
+                "worker",
+            ]
+            .map(OsString::from),
+        );
+        args.extend(crate::budget::worker_args(replicas, reserve));
+        args
+    }
+
+    /// Runs the Postgres connection budget check in a container of the worker service.
+    pub async fn check_budget(&self, replicas: u32, reserve: u32) -> anyhow::Result<String> {
+        crate::budget::run_check(&self.config.bin, &self.budget_args(replicas, reserve), &[]).await
+    }
+
     /// Running containers of the service.
     pub async fn count_running(&self) -> anyhow::Result<u32> {
         let out = self.run(self.ps_args()).await?;

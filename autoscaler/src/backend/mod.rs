@@ -51,6 +51,17 @@ pub enum AnyBackend {
     Compose(ComposeBackend),
 }
 
+impl AnyBackend {
+    /// Checks, with the workers' own settings, that `replicas` workers plus `reserve`
+    /// other connections fit Postgres' connection limit (see `crate::budget`).
+    pub async fn check_budget(&self, replicas: u32, reserve: u32) -> anyhow::Result<String> {
+        match self {
+            AnyBackend::Process(b) => b.check_budget(replicas, reserve).await,
+            AnyBackend::Compose(b) => b.check_budget(replicas, reserve).await,
+        }
+    }
+}
+
 impl Backend for AnyBackend {
     fn current(&self) -> u32 {
         match self {

@@ -2,6 +2,8 @@
 //! newest workers: each stops consuming, finishes and acks what it holds, and exits (see
 //! worker/src/consumer.rs), so nothing is lost or processed twice. A worker that does not
 //! exit within the drain timeout is killed (its unacked messages go back to the queue).
+//! Workers watch their parent: if the autoscaler dies without stopping them (SIGKILL), each
+//! notices within a second and drains and exits the same way.
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -13,6 +15,10 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::{Backend, BackendStatus};
+
+/// The variable through which a worker learns which process it must outlive no longer
+/// (the worker's `parent` module reads it).
+pub const PARENT_PID_ENV: &str = "STRATA_PARENT_PID";
 
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
@@ -75,6 +81,17 @@ impl ProcessBackend {
         }
     }
 
+    /// Runs `worker check-budget` with the workers' environment: fails with the figures
+    /// when `replicas` workers and `reserve` other connections exceed Postgres' limit.
+    pub async fn check_budget(&self, replicas: u32, reserve: u32) -> anyhow::Result<String> {
+        crate::budget::run_check(
+            &self.config.worker_bin,
+            &crate::budget::worker_args(replicas, reserve),
+            &self.config.worker_env,
+        )
+        .await
+    }
+
     /// Process ids of the running (not draining) workers, oldest first.
     pub fn pids(&self) -> Vec<u32> {
         self.running.iter().map(|w| w.pid).collect()
@@ -84,9 +101,13 @@ impl ProcessBackend {
         let bin = &self.config.worker_bin;
         let child = Command::new(bin)
             .envs(self.config.worker_env.iter().map(|(k, v)| (k, v)))
+            // A worker drains and exits once this process is no longer its parent: the
+            // autoscaler killed outright (SIGKILL, OOM) leaves no orphan that keeps
+            // consuming while a restarted autoscaler starts new workers (worker/src/parent.rs).
+            .env(PARENT_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
-            // If the autoscaler dies, its workers die with it; their unacked messages go
-            // back to the queue, so that is safe.
+            // Dropping the handle (a panic unwinding, a test ending) kills the worker. This
+            // needs a running autoscaler: it does nothing when the autoscaler is killed.
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;

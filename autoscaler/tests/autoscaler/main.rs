@@ -3,6 +3,7 @@
 
 mod compose;
 mod helpers;
+mod orphans;
 mod process;
 mod readings;
 mod scaling;
