@@ -135,7 +135,9 @@ pub async fn peek(settings: &DataSettings, limit: u32) -> anyhow::Result<(u32, V
 /// Moves up to `limit` messages from the DLQ back to `orders.fulfil`, each acked in the
 /// DLQ only after the broker confirmed its copy in the work queue (nothing is lost; a crash
 /// in between leaves a duplicate that the idempotent consumer ignores). Message ids are
-/// kept. Returns (moved, left); a failure says how many had moved before it.
+/// kept. At most the messages the DLQ holds when the redrive starts are moved: one that
+/// is dead-lettered again meanwhile stays for the next redrive. Returns (moved, left); a
+/// failure says how many had moved before it.
 pub async fn redrive(settings: &DataSettings, limit: u32) -> Result<(u32, u32), RedriveError> {
     let mut moved = 0;
     redrive_counting(settings, limit, &mut moved)
@@ -163,6 +165,11 @@ async fn redrive_counting(
     target
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    // Only the messages there now: a redriven message that fails again (a poison message,
+    // an order that does not exist) comes back to the DLQ's tail while this runs, and
+    // taking it again would move the same messages round and round until `limit`.
+    let (present, _) = broker::queue_depth(&source, FULFIL_DLQ).await?;
+    let limit = limit.min(present);
     while *moved < limit {
         let Some(message) = source
             .basic_get(FULFIL_DLQ.into(), BasicGetOptions { no_ack: false })

@@ -191,3 +191,68 @@ async fn the_dlq_count_is_exact_while_the_dlq_is_being_listed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redrive_moves_only_the_dead_letters_present_when_it_starts() {
+    const POISON: u32 = 20;
+    let mut app = spawn_app().await;
+    // Commands for orders that do not exist: every delivery is dead-lettered at once.
+    let mut conn = app.env.pool.acquire().await.expect("connection");
+    for _ in 0..POISON {
+        let command = contracts::Envelope::new(
+            contracts::FulfilOrder {
+                order_id: uuid::Uuid::new_v4(),
+            },
+            None,
+        );
+        data::messaging::outbox::enqueue(
+            &mut conn,
+            contracts::COMMANDS_EXCHANGE,
+            contracts::FULFIL_ROUTING_KEY,
+            &command,
+        )
+        .await
+        .expect("outbox row");
+    }
+    drop(conn);
+    app.spawn_worker(0);
+    testkit::eventually(Duration::from_secs(60), "every command dead", || async {
+        (app.env.queue_ready(contracts::FULFIL_DLQ).await == POISON).then_some(())
+    })
+    .await;
+
+    // The worker keeps running: each redriven message is back in the DLQ within
+    // milliseconds, well before the redrive would reach the end of the queue.
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.http
+            .post(app.url("/api/v1/ops/dlq/redrive"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"limit": 500}))
+            .send(),
+    )
+    .await
+    .expect("the redrive returns")
+    .expect("POST");
+    let took = started.elapsed();
+    assert_eq!(res.status(), 200);
+    let result: RedriveResult = res.json().await.expect("json");
+    assert_eq!(
+        result.redriven, POISON,
+        "each dead letter moved once, none of them twice ({took:?})"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    testkit::eventually(Duration::from_secs(30), "all dead again", || async {
+        (app.env.queue_ready(contracts::FULFIL_DLQ).await == POISON).then_some(())
+    })
+    .await;
+    testkit::eventually(
+        Duration::from_secs(30),
+        "nothing left circulating",
+        || async {
+            (app.env.queue_counts(contracts::FULFIL_QUEUE).await == Some((0, 0))).then_some(())
+        },
+    )
+    .await;
+}
