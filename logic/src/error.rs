@@ -119,20 +119,15 @@ impl ApiError {
 }
 
 /// Database errors are server-side unless the connection to Postgres failed: not reached,
-/// dropped, or cut off in the middle of the protocol (as a proxy in front of a stopped
-/// server does).
+/// dropped, cut off in the middle of the protocol (as a proxy in front of a stopped server
+/// does), no connection free in time, or the server ending or refusing sessions (SQLSTATE
+/// classes 08, 57P01-57P03, 53300). Those are 503 with Retry-After, never 500.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::PoolClosed => {
-                ApiError::Unavailable(anyhow::Error::new(err).context("Postgres is unreachable"))
-            }
-            other => ApiError::Internal(other.into()),
+        if data::store::retry::is_connection_error(&err) {
+            ApiError::Unavailable(anyhow::Error::new(err).context("Postgres is unavailable"))
+        } else {
+            ApiError::Internal(err.into())
         }
     }
 }

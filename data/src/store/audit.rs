@@ -75,9 +75,15 @@ pub async fn record(conn: &mut PgConnection, entry: &Record<'_>) -> sqlx::Result
 }
 
 /// Writes an entry in a transaction of its own (a single statement commits by itself).
+/// Repeated on a fresh connection when the server ended the session before it committed.
 pub async fn record_alone(pool: &PgPool, entry: &Record<'_>) -> sqlx::Result<i64> {
-    let mut conn = pool.acquire().await?;
-    record(&mut conn, entry).await
+    crate::store::retry::once_more(
+        pool,
+        "audit.record",
+        crate::store::retry::session_ended_by_server,
+        move |mut conn| async move { record(&mut conn, entry).await },
+    )
+    .await
 }
 
 /// Filters of a listing (each `None` matches everything); page is 1-based.
@@ -162,9 +168,16 @@ fn filtered<'a>(select: &str, query: &'a AuditQuery) -> QueryBuilder<'a, Postgre
 /// A page of entries matching the filters, newest first, and how many match in all.
 #[tracing::instrument(skip(pool))]
 pub async fn list(pool: &PgPool, query: &AuditQuery) -> sqlx::Result<AuditPage> {
+    crate::store::retry::read(pool, "audit.list", move |mut conn| async move {
+        list_on(&mut conn, query).await
+    })
+    .await
+}
+
+async fn list_on(conn: &mut PgConnection, query: &AuditQuery) -> sqlx::Result<AuditPage> {
     let total: i64 = filtered("SELECT count(*) FROM audit_log", query)
         .build_query_scalar()
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
     let mut select = filtered(
@@ -177,7 +190,7 @@ pub async fn list(pool: &PgPool, query: &AuditQuery) -> sqlx::Result<AuditPage> 
         .push_bind(i64::from(query.per_page))
         .push(" OFFSET ")
         .push_bind(offset);
-    let rows: Vec<Row> = select.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<Row> = select.build_query_as().fetch_all(&mut *conn).await?;
     Ok(AuditPage {
         items: rows
             .into_iter()

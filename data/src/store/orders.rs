@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::messaging::outbox;
 use crate::store::audit::{self, Caller, Record};
+use crate::store::retry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceOrderError {
@@ -162,22 +163,36 @@ async fn place_as(
         "idempotency_key": idempotency_key.is_some(),
     });
 
-    let mut conn = pool.acquire().await?;
-    let place = sqlx::query_as(PLACE)
-        .bind(id)
-        .bind(&line_nos)
-        .bind(&skus)
-        .bind(&quantities)
-        .bind(idempotency_key)
-        .bind(&hash)
-        .bind(&order.email);
-    let row: PlaceRow = outbox::bind_message!(place, message)
-        .bind(caller.map(|c| c.actor.as_str()))
-        .bind(caller.and_then(|c| c.request_id))
-        .bind(caller.and_then(|c| c.trace_id.as_deref()))
-        .bind(&detail)
-        .fetch_one(&mut *conn)
-        .await?;
+    // The statement commits by itself: repeated on a fresh connection only when the
+    // server answered that it ended the session, which it does before a commit, never
+    // after (see `retry`). A connection that broke mid-answer leaves the outcome unknown:
+    // the error goes back (503) and the client retries with its Idempotency-Key.
+    let (line_nos, skus, quantities, hash, message, detail) =
+        (&line_nos, &skus, &quantities, &hash, &message, &detail);
+    let (row, mut conn) = retry::once_more(
+        pool,
+        "orders.place",
+        retry::session_ended_by_server,
+        move |mut conn| async move {
+            let place = sqlx::query_as(PLACE)
+                .bind(id)
+                .bind(line_nos)
+                .bind(skus)
+                .bind(quantities)
+                .bind(idempotency_key)
+                .bind(hash)
+                .bind(&order.email);
+            let row: PlaceRow = outbox::bind_message!(place, message)
+                .bind(caller.map(|c| c.actor.as_str()))
+                .bind(caller.and_then(|c| c.request_id))
+                .bind(caller.and_then(|c| c.trace_id.as_deref()))
+                .bind(detail)
+                .fetch_one(&mut *conn)
+                .await?;
+            sqlx::Result::Ok((row, conn))
+        },
+    )
+    .await?;
 
     if !row.complete {
         let found = row.skus.unwrap_or_default();
@@ -254,8 +269,10 @@ async fn replay(
 
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Order>> {
-    let mut conn = pool.acquire().await?;
-    fetch(&mut conn, id).await
+    retry::read(pool, "orders.get", move |mut conn| async move {
+        fetch(&mut conn, id).await
+    })
+    .await
 }
 
 async fn fetch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {

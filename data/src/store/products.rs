@@ -4,10 +4,12 @@ use contracts::{
     AuditAction, Category, EVENTS_EXCHANGE, Envelope, Product, ProductChanged, ProductPage,
     ProductPatch,
 };
-use sqlx::{Connection, PgPool, Postgres, QueryBuilder};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 
 use crate::messaging::outbox;
 use crate::store::audit::{self, Caller, Record};
+use crate::store::retry::{self, TxFailure};
 
 #[derive(Debug, sqlx::FromRow)]
 struct ProductRow {
@@ -86,10 +88,17 @@ fn filtered<'a>(
 
 #[tracing::instrument(skip(pool))]
 pub async fn list(pool: &PgPool, query: &ProductQuery) -> sqlx::Result<ProductPage> {
+    retry::read(pool, "products.list", move |mut conn| async move {
+        list_on(&mut conn, query).await
+    })
+    .await
+}
+
+async fn list_on(conn: &mut PgConnection, query: &ProductQuery) -> sqlx::Result<ProductPage> {
     let pattern = query.q.as_deref().map(like_pattern);
     let total: i64 = filtered("SELECT count(*) FROM products", &query.category, &pattern)
         .build_query_scalar()
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let offset = i64::from(query.page.saturating_sub(1)) * i64::from(query.per_page);
     let mut select = filtered(
@@ -102,7 +111,7 @@ pub async fn list(pool: &PgPool, query: &ProductQuery) -> sqlx::Result<ProductPa
         .push_bind(i64::from(query.per_page))
         .push(" OFFSET ")
         .push_bind(offset);
-    let rows: Vec<ProductRow> = select.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&mut *conn).await?;
     Ok(ProductPage {
         items: rows.into_iter().map(Product::from).collect(),
         page: query.page,
@@ -113,22 +122,30 @@ pub async fn list(pool: &PgPool, query: &ProductQuery) -> sqlx::Result<ProductPa
 
 #[tracing::instrument(skip(pool))]
 pub async fn get(pool: &PgPool, sku: &str) -> sqlx::Result<Option<Product>> {
-    let row: Option<ProductRow> = sqlx::query_as(
-        "SELECT sku, name, description, category, price_cents, stock FROM products WHERE sku = $1",
-    )
-    .bind(sku)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(Product::from))
+    retry::read(pool, "products.get", move |mut conn| async move {
+        let row: Option<ProductRow> = sqlx::query_as(
+            "SELECT sku, name, description, category, price_cents, stock FROM products \
+             WHERE sku = $1",
+        )
+        .bind(sku)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.map(Product::from))
+    })
+    .await
 }
 
 #[tracing::instrument(skip(pool))]
 pub async fn categories(pool: &PgPool) -> sqlx::Result<Vec<Category>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT category, count(*) FROM products GROUP BY category ORDER BY category",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, i64)> =
+        retry::read(pool, "products.categories", move |mut conn| async move {
+            sqlx::query_as(
+                "SELECT category, count(*) FROM products GROUP BY category ORDER BY category",
+            )
+            .fetch_all(&mut *conn)
+            .await
+        })
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(name, product_count)| Category {
@@ -149,7 +166,23 @@ pub async fn update(
     traceparent: Option<String>,
     caller: &Caller,
 ) -> sqlx::Result<Option<Product>> {
-    let mut conn = pool.acquire().await?;
+    let traceparent = &traceparent;
+    retry::once_more(pool, "products.update", TxFailure::retryable, |conn| {
+        update_on(conn, pool, sku, patch, traceparent.clone(), caller)
+    })
+    .await
+    .map_err(sqlx::Error::from)
+}
+
+/// One attempt at [`update`], telling a failure on COMMIT from one before it.
+async fn update_on(
+    mut conn: PoolConnection<Postgres>,
+    pool: &PgPool,
+    sku: &str,
+    patch: &ProductPatch,
+    traceparent: Option<String>,
+    caller: &Caller,
+) -> Result<Option<Product>, TxFailure> {
     let mut tx = conn.begin().await?;
     let row: Option<ProductRow> = sqlx::query_as(
         "UPDATE products SET \
@@ -185,7 +218,7 @@ pub async fn update(
         serde_json::json!({ "changes": patch }),
     );
     audit::record(&mut tx, &entry).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(TxFailure::OnCommit)?;
     outbox::announce(pool, &mut conn).await;
     Ok(Some(row.into()))
 }

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cache;
+mod connections;
 mod errors;
 mod helpers;
 mod near_cache;
