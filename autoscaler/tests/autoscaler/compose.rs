@@ -90,6 +90,47 @@ fn the_scale_command_line_is_the_compose_one() {
 }
 
 #[tokio::test]
+async fn the_budget_check_runs_the_worker_in_a_one_off_container_and_reports_its_refusal() {
+    let dir = scratch_dir();
+    let b = ComposeBackend::new(config(fake_docker(&dir)));
+    assert_eq!(
+        b.budget_args(6, 12),
+        [
+            "compose",
+            "-f",
+            "docker-compose.yml",
+            "-p",
+            "strata",
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "worker",
+            "worker",
+            "check-budget",
+            "--replicas",
+            "6",
+            "--reserve",
+            "12"
+        ]
+    );
+    b.check_budget(6, 12)
+        .await
+        .expect("the stand-in says nothing and exits 0");
+    // The worker's refusal comes back through docker's stderr and exit status.
+    std::fs::write(
+        dir.join("fail"),
+        "Error: the Postgres connection budget is exceeded: 6 workers x ...\n",
+    )
+    .expect("fail file");
+    let err = b.check_budget(6, 12).await.expect_err("refused");
+    assert_eq!(
+        format!("{err:#}"),
+        "the Postgres connection budget is exceeded: 6 workers x ..."
+    );
+}
+
+#[tokio::test]
 async fn it_adopts_scales_and_restarts_exited_containers() {
     let dir = scratch_dir();
     std::fs::write(dir.join("replicas"), "2\n").expect("seed");
