@@ -1,7 +1,11 @@
 //! Postgres: the pool and the embedded migrations ([`db`]), and the repositories of the
-//! catalog ([`products`]), of orders ([`orders`]) and of the audit trail ([`audit`]).
+//! catalog ([`products`]), of orders ([`orders`]) and of the audit trail ([`audit`]); the
+//! consumers' record of processed messages ([`processed`]); telling an outage from a
+//! failed statement ([`unavailable`]).
 
 pub mod audit;
 pub mod db;
 pub mod orders;
+pub mod processed;
 pub mod products;
+pub mod unavailable;

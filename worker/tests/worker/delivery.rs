@@ -111,11 +111,13 @@ async fn a_poison_message_is_dead_lettered_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_limit() {
+async fn a_failure_that_is_no_outage_is_retried_then_dead_lettered_past_the_delivery_limit() {
     let mut rig = Rig::new().await;
     rig.env.product("DB-1", 100, 5).await;
     let id = rig.place("DB-1", 1).await;
-    // This worker's database does not exist: every attempt fails as an outage would.
+    // This worker's database does not exist: every attempt fails, and not because the
+    // server is out of reach (it answers, 3D000), so the message goes back to the queue
+    // each time and the delivery limit ends it.
     let url = rig.env.data.database_url.expose_secret().to_owned();
     rig.spawn_worker(|s| {
         s.data.database_url = SecretString::from(format!("{url}_missing"));
