@@ -147,13 +147,7 @@ pub(super) async fn consume(consumer: &Consumer) -> anyhow::Result<Ended> {
         connection,
         channel,
         mut deliveries,
-    } = match opened {
-        Ok(opened) => opened,
-        Err(err) => {
-            consumer.readiness.set(Phase::Reconnecting);
-            return Err(err);
-        }
-    };
+    } = opened?;
     consumer.readiness.set(Phase::Consuming);
     tracing::info!(
         prefetch = consumer.settings.prefetch,
