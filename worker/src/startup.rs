@@ -123,8 +123,10 @@ impl Application {
             let at = *stopped_at.get_or_init(Instant::now);
             tokio::time::sleep_until(at + drain_timeout).await;
         };
-        let run = self.consumer.run();
-        tokio::pin!(deadline, run);
+        // Boxed, so that dropping it below aborts the message tasks it still holds (and
+        // returns their pooled connections) before the pool is closed.
+        let mut run = Box::pin(self.consumer.run());
+        tokio::pin!(deadline);
         let drained = tokio::select! {
             _ = &mut run => true,
             _ = &mut deadline => false,

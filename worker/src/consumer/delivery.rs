@@ -111,7 +111,7 @@ impl Consumer {
                     wait.note();
                     metrics::counter!("strata_worker_database_retries_total").increment(1);
                     let n = attempts.fetch_add(1, Ordering::Relaxed);
-                    if n % 10 == 0 {
+                    if n.is_multiple_of(10) {
                         tracing::warn!(%reason, attempts = n + 1, ?pause,
                             "database out of reach; holding the message and trying again");
                     }
