@@ -31,7 +31,8 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     assert_eq!(rig.env.stock("DUP-1").await, 3);
     assert_eq!(rig.processed().await, 1);
 
-    // A copy under a new message id (a redrive, say) finds the order final.
+    // Another command for the order under another message id (a redriven copy keeps its
+    // id, but one whose record was pruned looks the same) finds the order final.
     let other = uuid::Uuid::now_v7().to_string();
     let third = handle_message(&rig.env.pool, &gateway(0.0), Some(&other), &body).await;
     assert!(matches!(
