@@ -16,6 +16,8 @@ fn worker_via(rig: &Rig, proxy_url: &str, drain_ms: u64) -> apps::Worker {
     let url = SecretString::from(proxy_url.to_owned());
     apps::worker(&rig.env, |s| {
         s.data.amqp_url = url;
+        // Few connections: the shared Postgres serves other tests meanwhile.
+        s.data.database_max_connections = 4;
         s.payment_latency_ms = 0;
         s.retry_delay_ms = 50;
         s.heartbeat_secs = 2;
@@ -159,7 +161,11 @@ async fn repeated_cuts_and_silences_while_orders_flow_fulfil_every_order_once() 
         .expect("stock");
     assert_eq!(stock, 3000 - ORDERS as i64, "stock taken once per order");
     assert_eq!(rig.env.queue_ready(contracts::FULFIL_DLQ).await, 0);
-    // Both workers consume again.
+    // Both workers consume again, and the broker counts their two consumers and no
+    // other (a silenced connection's consumer stays until the broker's heartbeat ends it).
+    for w in &workers {
+        wait_phase(w, Phase::Consuming, Duration::from_secs(30)).await;
+    }
     wait_consumers(&rig, 2).await;
     for w in workers {
         assert_eq!(w.readiness.phase(), Phase::Consuming);
