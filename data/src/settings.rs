@@ -76,7 +76,8 @@ pub struct DataSettings {
     /// File holding the AMQP URL; wins over AMQP_URL.
     #[arg(long, env = "AMQP_URL_FILE")]
     pub amqp_url_file: Option<PathBuf>,
-    /// Deliveries of one message before it is dead-lettered to `orders.fulfil.dlq`.
+    /// Returns to the queue one message may have: it is delivered at most this many times
+    /// plus one, then dead-lettered to `orders.fulfil.dlq`.
     #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
     pub delivery_limit: u32,
 }

@@ -7,6 +7,12 @@
 //! until the confirms are in, so relays in several replicas never publish the same row
 //! concurrently. A crash between confirm and commit republishes the row later: delivery is
 //! at least once and consumers deduplicate by message id.
+//!
+//! Publishing a batch and awaiting its confirms is bounded (`confirm_timeout`): a broker
+//! that stops answering (a silently dead connection) would otherwise keep the claimed rows
+//! locked for good. On timeout the transaction is rolled back, so the rows are free for
+//! any relay, and the connection is dropped and opened anew. The relay's housekeeping
+//! also prunes the consumers' `processed_messages` records past their retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +40,14 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Published rows older than this are deleted.
     pub retention: Duration,
+    /// Longest wait for a batch to be published and confirmed (and for a connection to be
+    /// opened); past it the rows are released and the connection replaced.
+    pub confirm_timeout: Duration,
+    /// AMQP heartbeat proposed to the broker, in seconds (0: the broker's).
+    pub heartbeat_secs: u16,
+    /// Records of processed messages older than this are deleted; see docs/backbone.md
+    /// for why it must outlive every redelivery path.
+    pub processed_retention: Duration,
     pub connection_name: String,
 }
 
@@ -43,6 +57,9 @@ impl Default for RelayConfig {
             batch_size: 200,
             poll_interval: Duration::from_millis(500),
             retention: Duration::from_secs(24 * 3600),
+            confirm_timeout: Duration::from_secs(10),
+            heartbeat_secs: 5,
+            processed_retention: Duration::from_secs(7 * 24 * 3600),
             connection_name: "strata-relay".to_owned(),
         }
     }
@@ -67,21 +84,35 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn open(settings: &DataSettings, name: &str) -> anyhow::Result<Self> {
-        let connection = broker::connect(settings.amqp_url(), name)
+    async fn open(settings: &DataSettings, config: &RelayConfig) -> anyhow::Result<Self> {
+        let opening = async {
+            let connection = broker::connect_with_heartbeat(
+                settings.amqp_url(),
+                &config.connection_name,
+                config.heartbeat_secs,
+            )
             .await
             .context("connecting to RabbitMQ")?;
-        let channel = connection.create_channel().await?;
-        broker::declare_topology(&channel, settings.delivery_limit)
+            let channel = connection.create_channel().await?;
+            broker::declare_topology(&channel, settings.delivery_limit)
+                .await
+                .context("declaring the broker topology")?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            anyhow::Ok(Publisher {
+                connection,
+                channel,
+            })
+        };
+        tokio::time::timeout(config.confirm_timeout, opening)
             .await
-            .context("declaring the broker topology")?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(Publisher {
-            connection,
-            channel,
-        })
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "RabbitMQ did not answer within {:?} while connecting",
+                    config.confirm_timeout
+                )
+            })?
     }
 
     fn usable(&self) -> bool {
@@ -116,13 +147,24 @@ fn properties(row: &OutboxRow) -> BasicProperties {
         .with_headers(headers)
 }
 
+/// A batch was not published and confirmed within the timeout: the broker is taken for
+/// unresponsive and the connection is replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("the broker did not confirm the batch within {0:?}")]
+pub struct ConfirmTimeout(pub Duration);
+
 /// Publishes one batch. Returns how many rows were confirmed.
 ///
 /// The claim and the stamp are planned on every batch (not prepared): the outbox is often
 /// empty when a relay starts, and a plan cached then (Postgres keeps a generic plan after
 /// five executions) scans the whole table, published rows included, until the next
 /// ANALYZE, on every batch, while the table grows by a thousand rows a second.
-async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyhow::Result<usize> {
+async fn publish_batch(
+    pool: &PgPool,
+    publisher: &Publisher,
+    batch: i64,
+    confirm_timeout: Duration,
+) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let rows: Vec<OutboxRow> = sqlx::query_as(
         "SELECT id, message_id, exchange, routing_key, kind, body, traceparent, created_at \
@@ -135,9 +177,58 @@ async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyh
     if rows.is_empty() {
         return Ok(0);
     }
-    // Publish the whole batch, then await every confirm: one round trip, not one per row.
-    let mut pending = Vec::with_capacity(rows.len());
+    let published = match tokio::time::timeout(confirm_timeout, publish(publisher, &rows)).await {
+        Ok(Ok(published)) => published,
+        Ok(Err(err)) => return Err(release(tx, err).await),
+        Err(_) => return Err(release(tx, ConfirmTimeout(confirm_timeout).into()).await),
+    };
+    let (confirmed, failed) = published;
+    sqlx::query(
+        "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+    )
+    .bind(&confirmed)
+    .persistent(false)
+    .execute(&mut *tx)
+    .await?;
+    for (id, error) in &failed {
+        tracing::warn!(outbox.id = id, %error, "outbox message not accepted by the broker");
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     for row in &rows {
+        if confirmed.contains(&row.id) {
+            metrics::counter!("strata_messages_published_total", "kind" => row.kind.clone())
+                .increment(1);
+        }
+    }
+    Ok(confirmed.len())
+}
+
+/// Rolls the claim back at once, so that the rows are free for any relay, and returns the
+/// error that made it give up. A rollback that does not finish in time is abandoned: the
+/// connection is then dropped, which ends the transaction just as well.
+async fn release(tx: sqlx::Transaction<'_, sqlx::Postgres>, err: anyhow::Error) -> anyhow::Error {
+    if tokio::time::timeout(Duration::from_secs(5), tx.rollback())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the outbox claim was not rolled back in time");
+    }
+    err
+}
+
+/// Publishes the rows, then awaits every confirm: one round trip, not one per row.
+/// Returns the ids confirmed and those refused, with why.
+async fn publish(
+    publisher: &Publisher,
+    rows: &[OutboxRow],
+) -> anyhow::Result<(Vec<i64>, Vec<(i64, String)>)> {
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in rows {
         let payload = serde_json::to_vec(&row.body)?;
         let confirm = publisher
             .channel
@@ -166,30 +257,11 @@ async fn publish_batch(pool: &PgPool, publisher: &Publisher, batch: i64) -> anyh
             Confirmation::Nack(_) => failed.push((row.id, "nacked by the broker".to_owned())),
         }
     }
-    sqlx::query(
-        "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
-    )
-    .bind(&confirmed)
-    .persistent(false)
-    .execute(&mut *tx)
-    .await?;
-    for (id, error) in &failed {
-        tracing::warn!(outbox.id = id, %error, "outbox message not accepted by the broker");
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-            .bind(id)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    for row in &rows {
-        if confirmed.contains(&row.id) {
-            metrics::counter!("strata_messages_published_total", "kind" => row.kind.clone())
-                .increment(1);
-        }
-    }
-    Ok(confirmed.len())
+    Ok((confirmed, failed))
 }
+
+/// Records of processed messages deleted per statement.
+const PRUNE_BATCH: i64 = 5000;
 
 /// Forwards the `NOTIFY`s of other processes' commits to the relay's wake-up until
 /// `cancel` fires, reconnecting after a lost connection.
@@ -257,7 +329,7 @@ pub async fn run(
 
     while !cancel.is_cancelled() {
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
-            publisher = match Publisher::open(&settings, &config.connection_name).await {
+            publisher = match Publisher::open(&settings, &config).await {
                 Ok(p) => {
                     tracing::info!("outbox relay connected to RabbitMQ");
                     Some(p)
@@ -282,14 +354,14 @@ pub async fn run(
 
         let published_full_batch;
         if let Some(p) = &publisher {
-            match publish_batch(&pool, p, config.batch_size).await {
+            match publish_batch(&pool, p, config.batch_size, config.confirm_timeout).await {
                 Ok(n) => {
                     backoff = backoff_builder.build();
                     published_full_batch = n as i64 == config.batch_size;
                 }
                 Err(err) => {
                     tracing::warn!(error = format!("{err:#}"), "outbox relay batch failed");
-                    if !p.usable() {
+                    if !p.usable() || err.is::<ConfirmTimeout>() {
                         publisher = None;
                     }
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
@@ -316,6 +388,13 @@ pub async fn run(
                 .bind(retention)
                 .execute(&pool)
                 .await;
+            match data::store::processed::prune(&pool, config.processed_retention, PRUNE_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "processed-message records pruned"),
+                Err(err) => tracing::warn!(error = %err, "could not prune processed messages"),
+            }
         }
 
         if published_full_batch {

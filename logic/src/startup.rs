@@ -130,6 +130,12 @@ impl Application {
                 data_settings.clone(),
                 RelayConfig {
                     connection_name: "strata-logic-relay".to_owned(),
+                    confirm_timeout: Duration::from_millis(
+                        settings.relay_confirm_timeout_ms.max(1),
+                    ),
+                    processed_retention: Duration::from_secs(
+                        settings.processed_retention_hours.saturating_mul(3600),
+                    ),
                     ..RelayConfig::default()
                 },
                 background.child_token(),

@@ -134,6 +134,8 @@ impl Relay {
 pub struct Worker {
     /// Where `/healthz`, `/readyz` and `/metrics` listen, when `health_listen` was set.
     pub health_addr: Option<SocketAddr>,
+    /// What its `/readyz` answers.
+    pub readiness: Arc<worker::health::Readiness>,
     task: Task<anyhow::Result<()>>,
 }
 
@@ -145,6 +147,7 @@ pub fn worker(env: &TestEnv, tweak: impl FnOnce(&mut worker::WorkerSettings)) ->
     let app = worker::Application::build(settings).expect("building a worker");
     Worker {
         health_addr: app.health_addr(),
+        readiness: app.readiness(),
         task: Task::spawn(app.stop_token(), app.run_until_stopped()),
     }
 }

@@ -165,6 +165,15 @@ impl TestEnv {
         Some((reading.ready, reading.unacked?))
     }
 
+    /// Consumers of a queue in this test's vhost, from the management API (which lags the
+    /// broker by a few seconds); None when the API did not answer.
+    pub async fn queue_consumers(&self, queue: &str) -> Option<u64> {
+        data::messaging::management::queue_reading(&self.data, &rabbitmq_api(), queue)
+            .await
+            .ok()
+            .map(|r| r.consumers)
+    }
+
     /// Number of messages in a queue, counted by the broker (passive declare: exact).
     pub async fn queue_ready(&self, queue: &str) -> u32 {
         let conn = data::messaging::broker::connect(

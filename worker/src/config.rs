@@ -1,6 +1,7 @@
 //! Settings of the worker binary.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 use data::DataSettings;
@@ -17,10 +18,29 @@ pub struct WorkerSettings {
     /// Share of payments the simulated gateway declines, 0.0 to 1.0.
     #[arg(long, env = "PAYMENT_DECLINE_RATE", default_value_t = 0.0)]
     pub payment_decline_rate: f64,
-    /// Delay before a message that failed for a transient reason goes back to the queue,
-    /// in milliseconds (keeps an outage from burning through the delivery limit).
+    /// Delay before a message that failed for a transient reason other than an outage
+    /// (a lock or statement timeout, say) goes back to the queue, in milliseconds. Such
+    /// returns count against the delivery limit; an outage does not (it is waited out).
     #[arg(long, env = "WORKER_RETRY_DELAY_MS", default_value_t = 1000)]
     pub retry_delay_ms: u64,
+    /// Longest pause between two attempts at a message while Postgres is unreachable, in
+    /// milliseconds (the pauses grow from 200 ms to this; the message is held meanwhile).
+    #[arg(long, env = "WORKER_OUTAGE_MAX_DELAY_MS", default_value_t = 5000)]
+    pub outage_max_delay_ms: u64,
+    /// AMQP heartbeat proposed to the broker, in seconds: a connection that stays silent
+    /// for twice this long is taken for dead and replaced. 0 accepts the broker's (60 s on
+    /// RabbitMQ).
+    #[arg(long, env = "WORKER_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u16,
+    /// Bound of every single broker call (connect, declare, qos, consume, cancel, ack,
+    /// nack, close), in milliseconds: a call that takes longer ends the connection.
+    #[arg(long, env = "WORKER_BROKER_TIMEOUT_MS", default_value_t = 5000)]
+    pub broker_timeout_ms: u64,
+    /// How long a stop (SIGTERM) may take, in milliseconds: in-flight messages still
+    /// running then are abandoned (the broker redelivers them) and the process exits.
+    /// Keep it below the grace period of whatever stops the worker.
+    #[arg(long, env = "WORKER_DRAIN_TIMEOUT_MS", default_value_t = 30000)]
+    pub drain_timeout_ms: u64,
     /// Address of `/healthz`, `/readyz` and `/metrics` (e.g. `0.0.0.0:9091`); unset, the
     /// worker opens no port. Give each worker its own: a taken address stops the worker.
     #[arg(long = "health-listen", env = "HEALTH_LISTEN")]
@@ -40,6 +60,22 @@ pub enum WorkerCommand {
 }
 
 impl WorkerSettings {
+    pub fn broker_timeout(&self) -> Duration {
+        Duration::from_millis(self.broker_timeout_ms.max(1))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_delay_ms)
+    }
+
+    pub fn outage_max_delay(&self) -> Duration {
+        Duration::from_millis(self.outage_max_delay_ms.max(200))
+    }
+
     /// Defaults (and the environment), with the given data settings: for tests and embedding.
     pub fn with_data(data: DataSettings) -> Self {
         let mut settings = WorkerSettings::parse_from(["worker"]);

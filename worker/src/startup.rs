@@ -2,13 +2,14 @@
 //! the wake-ups of the outbox relay, and the consumer; a stop drains in-flight messages.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use service::health::HealthServer;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkerSettings;
@@ -94,7 +95,10 @@ impl Application {
     }
 
     /// Consumes until the stop token is cancelled, then stops taking messages, finishes
-    /// and acks what is in flight, and returns.
+    /// and acks what is in flight, and returns. From the stop on, everything (the drain,
+    /// the last wake-ups of the relays, closing the pool) fits in the drain timeout:
+    /// whatever still runs then is abandoned, its messages left to the broker to
+    /// redeliver.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let health = match self.health {
             Some(server) => {
@@ -107,19 +111,55 @@ impl Application {
         // The wake-ups of the relays after each commit, sent by a task of their own; it
         // stops after the drain, so the last commits are announced too.
         let notifier_stop = CancellationToken::new();
-        let notifier = tokio::spawn(data::messaging::outbox::notifier(
+        let mut notifier = tokio::spawn(data::messaging::outbox::notifier(
             self.pool.clone(),
             notifier_stop.clone(),
         ));
-        self.consumer.run().await;
+        let drain_timeout = self.consumer.settings.drain_timeout();
+        let stop = self.stop.clone();
+        let stopped_at = OnceLock::new();
+        let deadline = async {
+            stop.cancelled().await;
+            let at = *stopped_at.get_or_init(Instant::now);
+            tokio::time::sleep_until(at + drain_timeout).await;
+        };
+        // Boxed, so that dropping it below aborts the message tasks it still holds (and
+        // returns their pooled connections) before the pool is closed.
+        let mut run = Box::pin(self.consumer.run());
+        tokio::pin!(deadline);
+        let drained = tokio::select! {
+            _ = &mut run => true,
+            _ = &mut deadline => false,
+        };
+        if !drained {
+            tracing::warn!(
+                ?drain_timeout,
+                waiting_for_database = self.readiness.waiting_for_database(),
+                "drain timed out; abandoning what is still in flight (the broker redelivers it)"
+            );
+        }
+        drop(run);
         self.readiness.set(Phase::Draining);
         notifier_stop.cancel();
-        let _ = notifier.await;
-        self.pool.close().await;
+        // What remains of the drain timeout, and at least a moment for the last wake-up.
+        let end = *stopped_at.get_or_init(Instant::now) + drain_timeout;
+        let rest = |floor: Duration| end.saturating_duration_since(Instant::now()).max(floor);
+        if tokio::time::timeout(rest(Duration::from_millis(200)), &mut notifier)
+            .await
+            .is_err()
+        {
+            notifier.abort();
+        }
+        if tokio::time::timeout(rest(Duration::from_millis(200)), self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database pool did not close in time");
+        }
         if let Some(health) = health {
             health.stop().await;
         }
-        tracing::info!("worker stopped");
+        tracing::info!(drained, "worker stopped");
         Ok(())
     }
 }

@@ -11,11 +11,19 @@ pub fn prometheus() -> PrometheusHandle {
 fn describe() {
     metrics::describe_counter!(
         "strata_worker_messages_total",
-        "Deliveries of orders.fulfil by outcome (fulfilled, rejected, duplicate, already_final, retry, dead_lettered)"
+        "Deliveries of orders.fulfil by outcome (fulfilled, rejected, duplicate, already_final, retry, dead_lettered, given_back)"
     );
     metrics::describe_gauge!(
         "strata_worker_in_flight",
         "Deliveries being processed (at most the prefetch)"
+    );
+    metrics::describe_gauge!(
+        "strata_worker_waiting_for_database",
+        "Messages held while Postgres is out of reach (the worker is not ready while any are)"
+    );
+    metrics::describe_counter!(
+        "strata_worker_database_retries_total",
+        "Attempts at a message that failed because Postgres was out of reach"
     );
     metrics::describe_gauge!(
         "strata_worker_consuming",

@@ -18,10 +18,25 @@ pub const FRAME_MAX: u32 = 8 * 1024;
 
 /// Opens a connection named after the process, so the management UI shows who is who.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    connect_with_heartbeat(url, name, 0).await
+}
+
+/// [`connect`], proposing an AMQP heartbeat of `heartbeat_secs` (unless the URL sets
+/// `heartbeat`; 0 takes the broker's). Both sides then send a frame at least every half
+/// of it, and the client takes the connection for dead after twice the heartbeat without
+/// a frame from the broker: the only way to notice a silently dead network path.
+pub async fn connect_with_heartbeat(
+    url: &str,
+    name: &str,
+    heartbeat_secs: u16,
+) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     match url.parse::<AMQPUri>() {
         Ok(mut uri) => {
             uri.query.frame_max.get_or_insert(FRAME_MAX);
+            if heartbeat_secs > 0 {
+                uri.query.heartbeat.get_or_insert(heartbeat_secs);
+            }
             Connection::connect_uri(uri, props).await
         }
         // Let the client report what is wrong with the URL.

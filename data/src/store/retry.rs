@@ -42,6 +42,17 @@ pub fn is_connection_error(err: &sqlx::Error) -> bool {
     }
 }
 
+/// Postgres is out of reach (down, restarting, unreachable, refusing connections, or no
+/// pooled connection came in time), not a statement that failed: a consumer waits it out
+/// holding its message. A closed pool is the process shutting down, not an outage.
+///
+/// A protocol error counts: it is what the client reports when the server closes a
+/// connection in the middle of its start-up (sqlx reads the closed socket's nothing as an
+/// invalid answer to its SSL request), and it is never caused by a statement.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    is_connection_error(err) && !matches!(err, sqlx::Error::PoolClosed)
+}
+
 /// A connection failure after which another connection may well succeed: not a pool that
 /// is exhausted (waiting again would double the wait) or closed.
 pub fn fresh_connection_may_help(err: &sqlx::Error) -> bool {
@@ -171,5 +182,14 @@ mod tests {
         assert!(is_connection_error(&sqlx::Error::PoolTimedOut));
         assert!(!fresh_connection_may_help(&sqlx::Error::PoolTimedOut));
         assert!(!is_connection_error(&sqlx::Error::RowNotFound));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_unavailable(&sqlx::Error::Io(reset)));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unavailable(&sqlx::Error::PoolClosed));
+        // Missing database, serialization failure, deadlock, lock and statement timeouts:
+        // the work's own failures.
+        for code in ["3D000", "40001", "40P01", "55P03", "57014"] {
+            assert!(!is_connection_sqlstate(code), "{code}");
+        }
     }
 }

@@ -18,7 +18,11 @@ pub use transaction::{FulfilError, Outcome, fulfil};
 pub enum Disposition {
     /// Done (or a duplicate): ack.
     Ack(Option<Outcome>),
-    /// Transient failure: put it back; the delivery limit bounds the retries.
+    /// Postgres is out of reach: nothing is wrong with the message. Hold it and try again
+    /// in place (the delivery limit is not spent on an outage).
+    Unavailable(String),
+    /// Transient failure of the work itself (a lock or statement timeout): put it back;
+    /// the delivery limit bounds the retries.
     Retry(String),
     /// It can never succeed: dead-letter it at once.
     DeadLetter(String),
@@ -69,6 +73,9 @@ pub async fn handle_message(
             Disposition::Ack(Some(outcome))
         }
         Err(err @ FulfilError::UnknownOrder(_)) => Disposition::DeadLetter(err.to_string()),
+        Err(FulfilError::Database(err)) if data::store::retry::is_unavailable(&err) => {
+            Disposition::Unavailable(format!("{err:#}"))
+        }
         Err(err) => {
             debug_assert!(!err.is_permanent());
             Disposition::Retry(format!("{err:#}"))

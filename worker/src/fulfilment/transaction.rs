@@ -19,7 +19,9 @@ pub enum Outcome {
     Rejected(String),
     /// This message id was processed before: nothing changed.
     Duplicate,
-    /// The order was already final (e.g. a redriven copy under a new id): nothing changed.
+    /// The order was already final: nothing changed. A copy of an applied message whose
+    /// record was pruned meets this (redriven copies keep their message id), and so does
+    /// any other command for a final order.
     AlreadyFinal(OrderStatus),
 }
 

@@ -31,7 +31,8 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     assert_eq!(rig.env.stock("DUP-1").await, 3);
     assert_eq!(rig.processed().await, 1);
 
-    // A copy under a new message id (a redrive, say) finds the order final.
+    // Another command for the order under another message id (a redriven copy keeps its
+    // id, but one whose record was pruned looks the same) finds the order final.
     let other = uuid::Uuid::now_v7().to_string();
     let third = handle_message(&rig.env.pool, &gateway(0.0), Some(&other), &body).await;
     assert!(matches!(
@@ -111,11 +112,13 @@ async fn a_poison_message_is_dead_lettered_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_transient_failure_is_retried_then_dead_lettered_past_the_delivery_limit() {
+async fn a_failure_that_is_no_outage_is_retried_then_dead_lettered_past_the_delivery_limit() {
     let mut rig = Rig::new().await;
     rig.env.product("DB-1", 100, 5).await;
     let id = rig.place("DB-1", 1).await;
-    // This worker's database does not exist: every attempt fails as an outage would.
+    // This worker's database does not exist: every attempt fails, and not because the
+    // server is out of reach (it answers, 3D000), so the message goes back to the queue
+    // each time and the delivery limit ends it.
     let url = rig.env.data.database_url.expose_secret().to_owned();
     rig.spawn_worker(|s| {
         s.data.database_url = SecretString::from(format!("{url}_missing"));

@@ -1,8 +1,11 @@
 //! The fulfilment worker against the real services: duplicates, crashes, drains, poison
-//! messages and the dead-letter queue.
+//! messages, the dead-letter queue, broker connections cut or gone silent, and database
+//! outages.
 
 mod delivery;
 mod helpers;
+mod liveness;
 mod locks;
+mod outage;
 mod plans;
 mod processes;
