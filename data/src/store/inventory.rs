@@ -26,6 +26,14 @@ pub enum AcceptError {
     Database(#[from] sqlx::Error),
 }
 
+/// The deduplication id of a request without an `Idempotency-Key`: the SHA-256 (hex) of
+/// its JSON body written out again compactly with sorted keys, so spacing and key order do
+/// not make two equal requests different.
+pub fn content_dedup_id(body: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(body.to_string().as_bytes()))
+}
+
 /// What an accept did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
