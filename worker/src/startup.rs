@@ -14,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use crate::WorkerSettings;
 use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
+use crate::inventory::FifoConsumers;
 use crate::health::{Phase, Readiness};
 
 pub struct Application {
     consumer: Consumer,
+    fifo: FifoConsumers,
     pool: PgPool,
     stop: CancellationToken,
     readiness: Arc<Readiness>,
@@ -52,8 +54,10 @@ impl Application {
         // One permit per pooled connection: how many messages are processed at once.
         let slots = Arc::new(Semaphore::new(data.database_max_connections.max(1) as usize));
         let stop = CancellationToken::new();
+        let settings = Arc::new(WorkerSettings { data, ..settings });
+        let fifo = FifoConsumers::new(settings.clone(), pool.clone(), stop.clone());
         let consumer = Consumer {
-            settings: Arc::new(WorkerSettings { data, ..settings }),
+            settings,
             pool: pool.clone(),
             gateway,
             slots,
@@ -62,6 +66,7 @@ impl Application {
         };
         Ok(Application {
             consumer,
+            fifo,
             pool,
             stop,
             readiness,
@@ -84,6 +89,7 @@ impl Application {
     /// Uses `stop` as the stop token (the one `main` wired to the signals).
     pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
         self.consumer.stop = stop.clone();
+        self.fifo.stop = stop.clone();
         self.stop = stop;
         self
     }
@@ -111,7 +117,7 @@ impl Application {
             self.pool.clone(),
             notifier_stop.clone(),
         ));
-        self.consumer.run().await;
+        tokio::join!(self.consumer.run(), self.fifo.run());
         self.readiness.set(Phase::Draining);
         notifier_stop.cancel();
         let _ = notifier.await;

@@ -172,6 +172,24 @@ pub async fn read_queue(
     Some(partition_reading(&body))
 }
 
+/// Reads `queues` of the vhost of `amqp_url` one after the other, with a client of its
+/// own (2 s timeout per call); `None` for each the API did not answer about.
+pub async fn read_queues(
+    amqp_url: &str,
+    api: &str,
+    queues: &[String],
+) -> anyhow::Result<Vec<Option<PartitionReading>>> {
+    let account = super::management::AmqpAccount::of(amqp_url)?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    let mut readings = Vec::with_capacity(queues.len());
+    for queue in queues {
+        readings.push(read_queue(&http, api, &account, queue).await);
+    }
+    Ok(readings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
