@@ -2,6 +2,7 @@
 //! messages and the dead-letter queue.
 
 mod delivery;
+mod fifo;
 mod helpers;
 mod locks;
 mod plans;
