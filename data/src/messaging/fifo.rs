@@ -130,7 +130,8 @@ pub struct PartitionReading {
     pub ready: Option<u64>,
     pub in_flight: Option<u64>,
     pub consumers: Option<u64>,
-    /// `single_active_consumer_tag`: the tag of the consumer that gets the messages.
+    /// The tag of the consumer that gets the messages (`single_active_consumer_ctag` in
+    /// RabbitMQ 3.10's answer, else the active entry of `consumer_details`).
     pub active_consumer: Option<String>,
 }
 
@@ -142,9 +143,17 @@ pub fn partition_reading(body: &serde_json::Value) -> PartitionReading {
             .get("messages_unacknowledged")
             .and_then(|v| v.as_u64()),
         consumers: body.get("consumers").and_then(|v| v.as_u64()),
-        active_consumer: body
-            .get("single_active_consumer_tag")
-            .and_then(|v| v.as_str())
+        active_consumer: ["single_active_consumer_ctag", "single_active_consumer_tag"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(|v| v.as_str()))
+            .or_else(|| {
+                body.get("consumer_details")?
+                    .as_array()?
+                    .iter()
+                    .find(|c| c.get("activity_status").and_then(|v| v.as_str()) == Some("single_active"))?
+                    .get("consumer_tag")?
+                    .as_str()
+            })
             .map(str::to_owned),
     }
 }
@@ -198,7 +207,7 @@ mod tests {
     fn a_reading_takes_what_the_api_gives() {
         let body = serde_json::json!({
             "messages_ready": 4, "messages_unacknowledged": 1, "consumers": 2,
-            "single_active_consumer_tag": "w-1.p3",
+            "single_active_consumer_ctag": "w-1.p3",
         });
         assert_eq!(
             partition_reading(&body),
@@ -212,6 +221,14 @@ mod tests {
         assert_eq!(
             partition_reading(&serde_json::json!({})),
             PartitionReading::default()
+        );
+        let details = serde_json::json!({"consumer_details": [
+            {"consumer_tag": "w-2.p1", "activity_status": "waiting"},
+            {"consumer_tag": "w-1.p1", "activity_status": "single_active"},
+        ]});
+        assert_eq!(
+            partition_reading(&details).active_consumer.as_deref(),
+            Some("w-1.p1")
         );
     }
 }

@@ -7,6 +7,7 @@ mod audit;
 mod cache;
 mod errors;
 mod helpers;
+mod inventory;
 mod near_cache;
 mod ops;
 mod orders;
