@@ -220,14 +220,19 @@ struct PendingRow {
     quantity: i64,
 }
 
-/// Applies `command`'s sku up to its sequence, in ONE transaction under the lock of the
-/// sku's group row: every adjustment after the last applied one, by sequence, each either
+/// Most adjustments one transaction applies beyond the message's own sequence.
+const APPLY_BATCH: i64 = 200;
+
+/// Applies `command`'s sku through its sequence, in ONE transaction under the lock of the
+/// sku's group row: every adjustment after the last applied one, by sequence, up to the
+/// newest one committed (at most [`APPLY_BATCH`] past the message's), each either
 /// applied to the stock or (out of 0..=MAX_STOCK_LEVEL, since orders took stock after it was
 /// accepted) refused; then the new stock, the applied sequence and a `ProductChanged`
 /// event (caches drop the product). Sequences are handed out under the same row's lock
-/// and commit in order, so the adjustments up to the message's are all there: a message
-/// overtaken by a later one of its sku (another relay published it first) finds its work
-/// done.
+/// and commit in order, so the committed adjustments are always 1..=n without a gap: a
+/// message whose adjustment was applied with an earlier or later one (a backlog, or a
+/// message overtaken by a later one of its sku because another relay published it first)
+/// finds its work done and is only acknowledged.
 pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<Applied> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -257,14 +262,15 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
     }
     let rows: Vec<PendingRow> = sqlx::query_as(
         "SELECT id, sequence, op, quantity FROM inventory_adjustments \
-         WHERE sku = $1 AND sequence > $2 AND sequence <= $3 ORDER BY sequence",
+         WHERE sku = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(&command.sku)
     .bind(applied)
-    .bind(command.sequence)
+    .bind((command.sequence - applied).max(APPLY_BATCH))
     .fetch_all(&mut *tx)
     .await?;
-    if rows.len() as i64 != command.sequence - applied
+    let last = rows.last().map_or(applied, |r| r.sequence);
+    if last < command.sequence
         || rows
             .iter()
             .enumerate()
@@ -304,20 +310,26 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
         .bind(stock as i32)
         .execute(&mut *tx)
         .await?;
+    // One time for the batch, read under the group's lock: the batch after this one reads
+    // its time after this commit, so the history's times never go back.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE inventory_adjustments a \
-         SET status = u.status, stock_after = u.stock_after, applied_at = clock_timestamp() \
+         SET status = u.status, stock_after = u.stock_after, applied_at = $4 \
          FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS u (id, status, stock_after) \
          WHERE a.id = u.id",
     )
     .bind(&ids)
     .bind(&statuses)
     .bind(&after)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE inventory_groups SET applied_sequence = $2 WHERE sku = $1")
         .bind(&command.sku)
-        .bind(command.sequence)
+        .bind(last)
         .execute(&mut *tx)
         .await?;
     let event = Envelope::new(
