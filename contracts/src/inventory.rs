@@ -190,8 +190,9 @@ mod tests {
             }
         }
         assert_eq!(partition_of("A", 0), 0);
-        let spread: std::collections::HashSet<u16> =
-            (0..200).map(|i| partition_of(&format!("SKU-{i}"), 8)).collect();
+        let spread: std::collections::HashSet<u16> = (0..200)
+            .map(|i| partition_of(&format!("SKU-{i}"), 8))
+            .collect();
         assert_eq!(spread.len(), 8, "200 skus reach every partition");
     }
 
@@ -201,10 +202,15 @@ mod tests {
             serde_json::from_str(r#"{"sku":"A","op":"add","quantity":-3}"#).unwrap();
         assert_eq!(ok.op, AdjustmentOp::Add);
         assert!(
-            serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"add","quantity":1,"x":1}"#)
+            serde_json::from_str::<AdjustmentRequest>(
+                r#"{"sku":"A","op":"add","quantity":1,"x":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"mul","quantity":1}"#)
                 .is_err()
         );
-        assert!(serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"mul","quantity":1}"#).is_err());
         assert!(serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"set"}"#).is_err());
     }
 }

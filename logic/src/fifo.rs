@@ -33,7 +33,11 @@ pub async fn declare_partitions(settings: DataSettings, cancel: CancellationToke
                 .without_max_times(),
         )
         .notify(|err, wait| {
-            tracing::warn!(error = format!("{err:#}"), ?wait, "cannot declare the FIFO partitions yet")
+            tracing::warn!(
+                error = format!("{err:#}"),
+                ?wait,
+                "cannot declare the FIFO partitions yet"
+            )
         });
     tokio::select! {
         _ = cancel.cancelled() => {}

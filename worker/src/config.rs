@@ -33,7 +33,11 @@ pub struct WorkerSettings {
     #[arg(long, env = "FIFO_BALANCE_INTERVAL_MS", default_value_t = 2000)]
     pub fifo_balance_interval_ms: u64,
     /// RabbitMQ management API (who holds which partition, for the spread).
-    #[arg(long, env = "RABBITMQ_API_URL", default_value = "http://127.0.0.1:15672")]
+    #[arg(
+        long,
+        env = "RABBITMQ_API_URL",
+        default_value = "http://127.0.0.1:15672"
+    )]
     pub rabbitmq_api_url: String,
     #[command(flatten)]
     pub data: DataSettings,

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::WorkerSettings;
 use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
-use crate::inventory::FifoConsumers;
 use crate::health::{Phase, Readiness};
+use crate::inventory::FifoConsumers;
 
 pub struct Application {
     consumer: Consumer,

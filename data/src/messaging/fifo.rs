@@ -139,9 +139,7 @@ pub struct PartitionReading {
 pub fn partition_reading(body: &serde_json::Value) -> PartitionReading {
     PartitionReading {
         ready: body.get("messages_ready").and_then(|v| v.as_u64()),
-        in_flight: body
-            .get("messages_unacknowledged")
-            .and_then(|v| v.as_u64()),
+        in_flight: body.get("messages_unacknowledged").and_then(|v| v.as_u64()),
         consumers: body.get("consumers").and_then(|v| v.as_u64()),
         active_consumer: ["single_active_consumer_ctag", "single_active_consumer_tag"]
             .iter()
@@ -150,7 +148,9 @@ pub fn partition_reading(body: &serde_json::Value) -> PartitionReading {
                 body.get("consumer_details")?
                     .as_array()?
                     .iter()
-                    .find(|c| c.get("activity_status").and_then(|v| v.as_str()) == Some("single_active"))?
+                    .find(|c| {
+                        c.get("activity_status").and_then(|v| v.as_str()) == Some("single_active")
+                    })?
                     .get("consumer_tag")?
                     .as_str()
             })

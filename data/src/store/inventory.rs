@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use contracts::{
     AdjustmentOp, AdjustmentRequest, AppliedAdjustment, ApplyAdjustment, AuditAction,
-    DEDUP_WINDOW_SECS, EVENTS_EXCHANGE, Envelope, INVENTORY_EXCHANGE, MAX_STOCK_LEVEL, ProductChanged,
-    partition_of, partition_queue,
+    DEDUP_WINDOW_SECS, EVENTS_EXCHANGE, Envelope, INVENTORY_EXCHANGE, MAX_STOCK_LEVEL,
+    ProductChanged, partition_of, partition_queue,
 };
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -281,13 +281,12 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
             command.sku, command.sequence
         )));
     }
-    let mut stock: i64 = sqlx::query_scalar::<_, i32>(
-        "SELECT stock FROM products WHERE sku = $1 FOR UPDATE",
-    )
-    .bind(&command.sku)
-    .fetch_one(&mut *tx)
-    .await?
-    .into();
+    let mut stock: i64 =
+        sqlx::query_scalar::<_, i32>("SELECT stock FROM products WHERE sku = $1 FOR UPDATE")
+            .bind(&command.sku)
+            .fetch_one(&mut *tx)
+            .await?
+            .into();
     let mut ids = Vec::with_capacity(rows.len());
     let mut statuses = Vec::with_capacity(rows.len());
     let mut after = Vec::with_capacity(rows.len());
@@ -346,13 +345,11 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
 
 /// Deletes deduplication records older than the window (they no longer deduplicate).
 pub async fn forget_expired_dedup(pool: &PgPool) -> sqlx::Result<u64> {
-    sqlx::query(
-        "DELETE FROM inventory_dedup WHERE accepted_at < now() - make_interval(secs => $1)",
-    )
-    .bind(DEDUP_WINDOW_SECS as f64)
-    .execute(pool)
-    .await
-    .map(|r| r.rows_affected())
+    sqlx::query("DELETE FROM inventory_dedup WHERE accepted_at < now() - make_interval(secs => $1)")
+        .bind(DEDUP_WINDOW_SECS as f64)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
 }
 
 #[derive(sqlx::FromRow)]

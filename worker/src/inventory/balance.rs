@@ -61,8 +61,7 @@ impl Balancer {
                 continue;
             }
             let api = self.settings.rabbitmq_api_url.as_str();
-            let Ok(readings) =
-                fifo::read_queues(self.settings.data.amqp_url(), api, &queues).await
+            let Ok(readings) = fifo::read_queues(self.settings.data.amqp_url(), api, &queues).await
             else {
                 continue;
             };

@@ -9,13 +9,13 @@ use std::time::Duration;
 use contracts::{ApplyAdjustment, Envelope, partition_queue};
 use data::store::inventory::{self, Applied};
 use futures_lite::StreamExt;
+use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::Channel;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -122,7 +122,10 @@ impl Partition {
         let command = match serde_json::from_slice::<Envelope<ApplyAdjustment>>(&delivery.data) {
             Ok(envelope) if envelope.kind == "ApplyAdjustment" => envelope.payload,
             _ => {
-                tracing::warn!(partition = self.index, "unreadable FIFO message; dead-lettered");
+                tracing::warn!(
+                    partition = self.index,
+                    "unreadable FIFO message; dead-lettered"
+                );
                 return Settle::DeadLetter;
             }
         };

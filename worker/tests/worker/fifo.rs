@@ -258,15 +258,19 @@ async fn a_worker_sigkilled_mid_stream_leaves_its_partitions_to_another_in_order
     let sending = feed.send_all(&plan, 5);
     let killing = async {
         // Kill once part of the stream is applied, while the clients keep sending.
-        testkit::eventually(Duration::from_secs(60), "some adjustments applied", || async {
-            let applied: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM inventory_adjustments WHERE status = 'applied'",
-            )
-            .fetch_one(&feed.env.pool)
-            .await
-            .ok()?;
-            (applied >= 150).then_some(())
-        })
+        testkit::eventually(
+            Duration::from_secs(60),
+            "some adjustments applied",
+            || async {
+                let applied: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM inventory_adjustments WHERE status = 'applied'",
+                )
+                .fetch_one(&feed.env.pool)
+                .await
+                .ok()?;
+                (applied >= 150).then_some(())
+            },
+        )
         .await;
         doomed.kill().await.expect("SIGKILL");
         // Another worker, a real process too, takes every partition over.
