@@ -452,3 +452,52 @@ async fn figures() {
     let _ = first.kill().await;
     let _ = second.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_broker_connection_and_a_scale_in_keep_every_sku_in_order() {
+    let skus = skus("LOSS", 12);
+    let feed = Feed::new(&skus).await;
+    let plan = plan(&skus, 30);
+    // One worker reaches the broker through a proxy that is cut mid-stream; a second is
+    // stopped (SIGTERM's drain) mid-stream; a third stays.
+    let proxy = testkit::proxy::Proxy::start("127.0.0.1:5672".parse().expect("address")).await;
+    let through_proxy = {
+        let mut data = feed.env.data.clone();
+        let url = data
+            .amqp_url()
+            .replace("127.0.0.1:5672", &proxy.addr().to_string());
+        data.amqp_url = secrecy::SecretString::from(url);
+        apps::worker(&feed.env, |s| {
+            s.data = data;
+            s.retry_delay_ms = 50;
+            s.fifo_balance_interval_ms = 500;
+        })
+    };
+    let scaled_in = in_process_worker(&feed.env);
+    let _stays = in_process_worker(&feed.env);
+    let sending = feed.send_all(&plan, 4);
+    let disturbing = async {
+        testkit::eventually(
+            Duration::from_secs(60),
+            "some adjustments applied",
+            || async {
+                let applied: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM inventory_adjustments WHERE status = 'applied'",
+                )
+                .fetch_one(&feed.env.pool)
+                .await
+                .ok()?;
+                (applied >= 60).then_some(())
+            },
+        )
+        .await;
+        proxy.cut();
+        scaled_in.stop().await.expect("the drain ends cleanly");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.restore();
+    };
+    tokio::join!(sending, disturbing);
+    feed.wait_applied(360, Duration::from_secs(120)).await;
+    feed.check(&plan).await;
+    drop(through_proxy);
+}
