@@ -80,6 +80,7 @@ pub struct AdjustmentRequest {
     pub sku: String,
     pub op: AdjustmentOp,
     /// `set`: 0 to 1 000 000 000; `add`: -1 000 000 000 to 1 000 000 000, not 0.
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub quantity: i64,
     /// Why (free text, at most 200 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,5 +213,12 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"set"}"#).is_err());
+        let two: AdjustmentRequest =
+            serde_json::from_str(r#"{"sku":"A","op":"set","quantity":2.0}"#).unwrap();
+        assert_eq!(two.quantity, 2);
+        assert!(
+            serde_json::from_str::<AdjustmentRequest>(r#"{"sku":"A","op":"set","quantity":2.5}"#)
+                .is_err()
+        );
     }
 }
