@@ -326,6 +326,9 @@ pub enum AuditAction {
     /// `POST /api/v1/ops/dlq/redrive`.
     #[serde(rename = "dlq.redrive")]
     DlqRedrive,
+    /// `POST /api/v1/inventory/adjustments`.
+    #[serde(rename = "inventory.adjust")]
+    InventoryAdjust,
 }
 
 impl AuditAction {
@@ -333,6 +336,7 @@ impl AuditAction {
         AuditAction::ProductUpdate,
         AuditAction::OrderPlace,
         AuditAction::DlqRedrive,
+        AuditAction::InventoryAdjust,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -340,6 +344,7 @@ impl AuditAction {
             AuditAction::ProductUpdate => "product.update",
             AuditAction::OrderPlace => "order.place",
             AuditAction::DlqRedrive => "dlq.redrive",
+            AuditAction::InventoryAdjust => "inventory.adjust",
         }
     }
 

@@ -28,6 +28,10 @@ pub fn i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     i32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
 
+pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    integral::<D>(Number::deserialize(d)?)
+}
+
 pub fn option_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     match Option::<Number>::deserialize(d)? {
         None => Ok(None),

@@ -3,8 +3,10 @@
 
 pub mod api;
 mod integral;
+pub mod inventory;
 pub mod messages;
 pub mod trace;
 
 pub use api::*;
+pub use inventory::*;
 pub use messages::*;

@@ -80,6 +80,11 @@ pub struct DataSettings {
     /// plus one, then dead-lettered to `orders.fulfil.dlq`.
     #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 5)]
     pub delivery_limit: u32,
+    /// Partitions of the inventory feed's FIFO topology (`inventory.fifo.p0` ...): a sku's
+    /// adjustments always go to partition `fnv1a(sku) % FIFO_PARTITIONS`. Changing it moves
+    /// skus between partitions: drain the partitions first (docs/messaging.md).
+    #[arg(long, env = "FIFO_PARTITIONS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub fifo_partitions: u16,
 }
 
 impl Default for DataSettings {

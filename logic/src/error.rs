@@ -35,6 +35,10 @@ pub enum ApiError {
     InvalidIdempotencyKey(String),
     #[error("{0}")]
     InvalidRedrive(String),
+    #[error("{0}")]
+    InvalidAdjustment(String),
+    #[error("{0}")]
+    StockOutOfRange(String),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error("no product with sku {0}")]
@@ -71,6 +75,8 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::InvalidRedrive(_) => "invalid_redrive",
+            ApiError::InvalidAdjustment(_) => "invalid_adjustment",
+            ApiError::StockOutOfRange(_) => "stock_out_of_range",
             ApiError::ProductNotFound(_) => "product_not_found",
             ApiError::OrderNotFound(_) => "order_not_found",
             ApiError::NotFound => "not_found",
@@ -108,6 +114,8 @@ impl ApiError {
         "invalid_idempotency_key",
         "idempotency_key_reused",
         "invalid_redrive",
+        "invalid_adjustment",
+        "stock_out_of_range",
         "product_not_found",
         "order_not_found",
         "not_found",
@@ -158,7 +166,9 @@ impl ResponseError for ApiError {
             | ApiError::UnknownSku(_)
             | ApiError::InvalidProductPatch(_)
             | ApiError::IdempotencyKeyReused
-            | ApiError::InvalidRedrive(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::InvalidRedrive(_)
+            | ApiError::InvalidAdjustment(_)
+            | ApiError::StockOutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ProductNotFound(_) | ApiError::OrderNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod fifo;
 pub mod openapi;
 pub mod relay;
 pub mod routes;

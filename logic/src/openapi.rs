@@ -29,6 +29,9 @@ use crate::routes;
         routes::ops::redrive,
         routes::ops::stats,
         routes::audit::list,
+        routes::inventory::adjust,
+        routes::inventory::history,
+        routes::inventory::partitions,
         openapi_json,
     ),
     // Schemas only named by a query parameter are not collected from the paths.
@@ -37,6 +40,7 @@ use crate::routes;
     tags(
         (name = "catalog", description = "products and categories"),
         (name = "orders", description = "placing and following orders"),
+        (name = "inventory", description = "the supplier inventory feed: adjustments applied in order per sku"),
         (name = "health", description = "probes and metrics"),
         (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),
     )

@@ -115,6 +115,9 @@ impl Application {
                 .service(routes::ops::redrive)
                 .service(routes::ops::stats)
                 .service(routes::audit::list)
+                .service(routes::inventory::adjust)
+                .service(routes::inventory::history)
+                .service(routes::inventory::partitions)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -141,6 +144,10 @@ impl Application {
                 background.child_token(),
             ))
         });
+        tokio::spawn(crate::fifo::declare_partitions(
+            data_settings.clone(),
+            background.child_token(),
+        ));
         let near_cache = tokio::spawn(data::cache::invalidation::subscribe(
             cache.clone(),
             data_settings.clone(),
@@ -207,14 +214,27 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
             Some("GET")
         }
         "/api/v1/products" => Some("GET"),
-        "/api/v1/orders" | "/api/v1/ops/dlq/redrive" => Some("POST"),
-        "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" => Some("GET"),
+        "/api/v1/orders" | "/api/v1/ops/dlq/redrive" | "/api/v1/inventory/adjustments" => {
+            Some("POST")
+        }
+        "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" | "/api/v1/ops/fifo" => {
+            Some("GET")
+        }
         p if p.starts_with("/api/v1/products/")
             && !p["/api/v1/products/".len()..].contains('/') =>
         {
             Some("GET, PATCH")
         }
         p if p.starts_with("/api/v1/orders/") && !p["/api/v1/orders/".len()..].contains('/') => {
+            Some("GET")
+        }
+        p if p.starts_with("/api/v1/inventory/")
+            && p.ends_with("/adjustments")
+            && p["/api/v1/inventory/".len()..p.len() - "/adjustments".len()]
+                .split('/')
+                .count()
+                == 1 =>
+        {
             Some("GET")
         }
         _ => None,

@@ -191,6 +191,17 @@ impl LogicClient {
         self.call("audit", ctx, req).await
     }
 
+    /// The inventory feed's FIFO partitions (admin).
+    pub async fn fifo(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<contracts::FifoView, LogicError> {
+        let url = self.url(&["api", "v1", "ops", "fifo"]);
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("fifo", ctx, req).await
+    }
+
     /// Logic's own readiness (`GET /readyz` answers 200).
     pub async fn ready(&self, ctx: &TraceParent) -> bool {
         let req = self

@@ -91,6 +91,12 @@ impl TestEnv {
         let conn = data::messaging::broker::connect(data.amqp_url(), "strata-test-setup").await?;
         let channel = conn.create_channel().await?;
         data::messaging::broker::declare_topology(&channel, data.delivery_limit).await?;
+        data::messaging::fifo::declare_partitions(
+            &channel,
+            data.delivery_limit,
+            data.fifo_partitions,
+        )
+        .await?;
         let _ = conn.close(200, "declared".into()).await;
         Ok(TestEnv {
             id,

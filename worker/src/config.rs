@@ -45,6 +45,20 @@ pub struct WorkerSettings {
     /// worker opens no port. Give each worker its own: a taken address stops the worker.
     #[arg(long = "health-listen", env = "HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Consume the inventory feed's FIFO partitions (besides `orders.fulfil`).
+    #[arg(long, env = "FIFO_CONSUMERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fifo_consumers: bool,
+    /// How often the FIFO consumers look at the partitions' spread across workers, in
+    /// milliseconds.
+    #[arg(long, env = "FIFO_BALANCE_INTERVAL_MS", default_value_t = 2000)]
+    pub fifo_balance_interval_ms: u64,
+    /// RabbitMQ management API (who holds which partition, for the spread).
+    #[arg(
+        long,
+        env = "RABBITMQ_API_URL",
+        default_value = "http://127.0.0.1:15672"
+    )]
+    pub rabbitmq_api_url: String,
     #[command(flatten)]
     pub data: DataSettings,
     /// Without a command the worker consumes.

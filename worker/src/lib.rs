@@ -1,6 +1,7 @@
 //! Strata's fulfilment worker: consumes `orders.fulfil` with manual acks and a prefetch,
 //! runs one Postgres transaction per order, acks only after the commit, and drains
-//! in-flight work on SIGTERM. With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
+//! in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
+//! ([`inventory`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
 //! `/metrics`.
 
 pub mod budget;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod consumer;
 pub mod fulfilment;
 pub mod health;
+pub mod inventory;
 pub mod parent;
 pub mod startup;
 pub mod telemetry;

@@ -16,9 +16,11 @@ use crate::WorkerSettings;
 use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
 use crate::health::{Phase, Readiness};
+use crate::inventory::FifoConsumers;
 
 pub struct Application {
     consumer: Consumer,
+    fifo: FifoConsumers,
     pool: PgPool,
     stop: CancellationToken,
     readiness: Arc<Readiness>,
@@ -53,8 +55,10 @@ impl Application {
         // One permit per pooled connection: how many messages are processed at once.
         let slots = Arc::new(Semaphore::new(data.database_max_connections.max(1) as usize));
         let stop = CancellationToken::new();
+        let settings = Arc::new(WorkerSettings { data, ..settings });
+        let fifo = FifoConsumers::new(settings.clone(), pool.clone(), stop.clone());
         let consumer = Consumer {
-            settings: Arc::new(WorkerSettings { data, ..settings }),
+            settings,
             pool: pool.clone(),
             gateway,
             slots,
@@ -63,6 +67,7 @@ impl Application {
         };
         Ok(Application {
             consumer,
+            fifo,
             pool,
             stop,
             readiness,
@@ -85,6 +90,7 @@ impl Application {
     /// Uses `stop` as the stop token (the one `main` wired to the signals).
     pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
         self.consumer.stop = stop.clone();
+        self.fifo.stop = stop.clone();
         self.stop = stop;
         self
     }
@@ -123,9 +129,12 @@ impl Application {
             let at = *stopped_at.get_or_init(Instant::now);
             tokio::time::sleep_until(at + drain_timeout).await;
         };
-        // Boxed, so that dropping it below aborts the message tasks it still holds (and
+        // Both consumers (the orders and the FIFO partitions), boxed, so that dropping them
+        // below aborts the message tasks they still hold (and
         // returns their pooled connections) before the pool is closed.
-        let mut run = Box::pin(self.consumer.run());
+        let mut run = Box::pin(async {
+            tokio::join!(self.consumer.run(), self.fifo.run());
+        });
         tokio::pin!(deadline);
         let drained = tokio::select! {
             _ = &mut run => true,

@@ -59,7 +59,8 @@ fn text(s: &str) -> AMQPValue {
 /// Declares the whole topology:
 /// - `commands` (direct) -> `orders.fulfil`: quorum queue, delivery limit, dead-lettering
 ///   at-least-once through `orders.fulfil.dlx` into `orders.fulfil.dlq`;
-/// - `events` (topic) -> `events.log`: a stream keeping every event for replay.
+/// - `events` (topic) -> `events.log`: a stream keeping every event for replay;
+/// - `inventory.fifo` and its dead-lettering ([`super::fifo`]).
 pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -161,6 +162,8 @@ pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::
             FieldTable::default(),
         )
         .await?;
+    // The inventory feed's exchanges; its partition queues need the partition count.
+    super::fifo::declare_exchanges(channel).await?;
     Ok(())
 }
 

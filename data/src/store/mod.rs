@@ -1,11 +1,12 @@
 //! Postgres: the pool and the embedded migrations ([`db`]), and the repositories of the
-//! catalog ([`products`]), of orders ([`orders`]) and of the audit trail ([`audit`]); the
-//! consumers' record of processed messages ([`processed`]); which failures are the
-//! connection's (an outage, not a failed statement), and the one retry on a fresh one
-//! ([`retry`]).
+//! catalog ([`products`]), of orders ([`orders`]), of the inventory feed ([`inventory`])
+//! and of the audit trail ([`audit`]); the consumers' record of processed messages
+//! ([`processed`]); which failures are the connection's (an outage, not a failed
+//! statement), and the one retry on a fresh one ([`retry`]).
 
 pub mod audit;
 pub mod db;
+pub mod inventory;
 pub mod orders;
 pub mod processed;
 pub mod products;

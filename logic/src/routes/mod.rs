@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod products;

@@ -8,6 +8,7 @@ mod cache;
 mod connections;
 mod errors;
 mod helpers;
+mod inventory;
 mod near_cache;
 mod ops;
 mod orders;

@@ -1,4 +1,5 @@
-//! The ops console: its pages ([`dashboard`], [`audit_page`], [`login`]) and their
+//! The ops console: its pages ([`dashboard`], [`audit_page`], [`fifo_page`],
+//! [`login`]) and their
 //! building blocks, the admin login ([`auth`]), the figures shown ([`view`]), the audit
 //! trail's filters and rows ([`audit`]) and what the pages share about calling logic
 //! ([`calls`]).
@@ -12,6 +13,7 @@ pub mod audit_page;
 pub mod auth;
 pub mod calls;
 pub mod dashboard;
+pub mod fifo_page;
 pub mod login;
 pub mod view;
 
@@ -23,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(dashboard::stats_json)
         .service(dashboard::redrive)
         .service(audit_page::show)
+        .service(fifo_page::show)
         .service(login::show)
         .service(login::login)
         .service(login::logout)

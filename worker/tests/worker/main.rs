@@ -3,6 +3,7 @@
 //! outages.
 
 mod delivery;
+mod fifo;
 mod helpers;
 mod liveness;
 mod locks;
