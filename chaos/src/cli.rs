@@ -154,10 +154,13 @@ async fn one(fault: Fault, args: &RunArgs, bins: &Path) -> anyhow::Result<Ledger
         plan,
         run_start,
     ));
-    let at = load_for.mul_f64(0.25);
+    let at = fault.start_at(&plan);
     let injected = faults::inject(fault, &mut stack, run_start, at, load_for).await;
     let records = load.await?;
     let injected = injected?;
+    for n in &injected.notes {
+        println!("    {}: {n}", fault.name());
+    }
     let settle = ledger::settle(&stack.env.pool, Duration::from_secs(args.settle_secs)).await;
     let mut problems = injected.problems.clone();
     problems.extend(faults::after(&stack, &injected).await);

@@ -101,9 +101,15 @@ impl Fault {
     /// The load of the run: `orders` at `rate` a second (bursts for the faults that need them).
     pub fn load(self, orders: usize, rate: f64) -> LoadPlan {
         let shape = match self {
-            Fault::WorkerTerm | Fault::ScaleIn => Shape::Bursts {
+            Fault::WorkerTerm => Shape::Bursts {
                 size: 50,
                 every: Duration::from_secs_f64(50.0 / rate),
+            },
+            // Quiet gaps long enough for the backlog to fall and the scale-down window
+            // to pass, so that the autoscaler scales in while a burst's tail is processed.
+            Fault::ScaleIn => Shape::Bursts {
+                size: (orders / 4).clamp(50, 200),
+                every: Duration::from_secs(8),
             },
             // Twenty cuts a second apart need the load to last longer than they do.
             Fault::BrokerCuts => Shape::Steady {
@@ -118,12 +124,25 @@ impl Fault {
             give_up_after: Duration::from_secs(30),
         }
     }
+
+    /// When the fault is injected, from the start of the load: a quarter of the way in,
+    /// or, for a SIGTERM during a burst, just after the second burst began.
+    pub fn start_at(self, plan: &LoadPlan) -> Duration {
+        match (self, plan.shape) {
+            (Fault::WorkerTerm, Shape::Bursts { size, .. }) => {
+                plan.send_at(size) + Duration::from_millis(200)
+            }
+            _ => plan.duration().mul_f64(0.25),
+        }
+    }
 }
 
 /// What the injection saw: the fault's window and anything it found wrong.
 pub struct Injected {
     pub window: Window,
     pub problems: Vec<String>,
+    /// What happened, for the record (not a failure).
+    pub notes: Vec<String>,
     /// Process groups the fault left behind, to look at after the run settled.
     pub orphan_group: Option<i32>,
 }
@@ -172,13 +191,16 @@ pub async fn inject(
 ) -> anyhow::Result<Injected> {
     sleep_until(run_start, at).await;
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
     let mut orphan_group = None;
-    let (start, _) = mark(run_start);
+    let (mut start, _) = mark(run_start);
+    let mut scaled_in_at = None;
     match fault {
         Fault::WorkerKill => {
             let workers = scaler_workers(stack);
             anyhow::ensure!(!workers.is_empty(), "no worker to kill");
             signal_pid(workers[0], Signal::SIGKILL);
+            notes.push(format!("SIGKILL to worker pid {}", workers[0]));
         }
         Fault::WorkerTerm => {
             let workers = scaler_workers(stack);
@@ -189,6 +211,10 @@ pub async fn inject(
             while alive(pid) && signalled.elapsed() < DRAIN_LIMIT {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            notes.push(format!(
+                "worker pid {pid} ran {:.1} s after its SIGTERM",
+                signalled.elapsed().as_secs_f64()
+            ));
             if alive(pid) {
                 problems.push(format!(
                     "the worker (pid {pid}) was still running {} s after its SIGTERM",
@@ -217,6 +243,7 @@ pub async fn inject(
             proxy.cut();
             tokio::time::sleep(OUTAGE).await;
             proxy.restore();
+            notes.push(format!("cut for {} s", OUTAGE.as_secs()));
         }
         Fault::BrokerCuts => {
             let proxy = stack
@@ -260,12 +287,14 @@ pub async fn inject(
                 {
                     if last.is_some_and(|l| current < l) {
                         ins += 1;
+                        scaled_in_at.get_or_insert_with(|| mark(run_start));
                     }
                     most = most.max(current);
                     last = Some(current);
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            notes.push(format!("{ins} scale-ins seen, at most {most} workers"));
             if ins == 0 {
                 problems.push(format!(
                     "the autoscaler did not scale in while the load flowed (at most {most} workers): the fault was not exercised"
@@ -273,7 +302,14 @@ pub async fn inject(
             }
         }
     }
-    let (end, end_wall) = mark(run_start);
+    let (end, end_wall) = match scaled_in_at {
+        // The fault is the first scale-in; the run recovers from it.
+        Some((at, wall)) => {
+            start = at;
+            (at, wall)
+        }
+        None => mark(run_start),
+    };
     if end >= load_for {
         problems.push(format!(
             "the fault ended at {:.1} s, after the load ({:.1} s): recovery is not measured under load",
@@ -288,6 +324,7 @@ pub async fn inject(
             end_wall,
         },
         problems,
+        notes,
         orphan_group,
     })
 }
