@@ -87,7 +87,7 @@ async fn suite(args: RunArgs) -> anyhow::Result<bool> {
     let mut all_passed = true;
     for fault in &faults {
         let name = fault.name();
-        println!("==> {name}: {} orders at {}/s", args.orders, args.rate);
+        println!("==> {name}");
         let began = Instant::now();
         let ledger = match one(*fault, &args, &bins).await {
             Ok(l) => l,
@@ -147,6 +147,12 @@ async fn one(fault: Fault, args: &RunArgs, bins: &Path) -> anyhow::Result<Ledger
         .collect();
     let plan = fault.load(args.orders, args.rate);
     let load_for = plan.duration();
+    println!(
+        "    {}: {} orders over {:.1} s",
+        fault.name(),
+        plan.orders,
+        load_for.as_secs_f64()
+    );
     let run_start = Instant::now();
     let load = tokio::spawn(crate::load::run(
         stack.http.clone(),

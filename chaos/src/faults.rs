@@ -111,9 +111,14 @@ impl Fault {
                 size: (orders / 4).clamp(50, 200),
                 every: Duration::from_secs(8),
             },
-            // Twenty cuts a second apart need the load to last longer than they do.
-            Fault::BrokerCuts => Shape::Steady {
+            // The load must last well beyond the fault: twenty cuts a second apart, and a
+            // service's stop and start (RabbitMQ's commands take about 15 s together,
+            // Postgres' about 10 s).
+            Fault::BrokerCuts | Fault::PostgresRestart => Shape::Steady {
                 rate: rate.min(orders as f64 / 30.0),
+            },
+            Fault::RabbitmqRestart => Shape::Steady {
+                rate: rate.min(orders as f64 / 40.0),
             },
             _ => Shape::Steady { rate },
         };
