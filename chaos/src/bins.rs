@@ -31,10 +31,12 @@ pub fn path(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// The repository root (for `scripts/services`): `STRATA_ROOT`, else where this crate was built.
 pub fn repo_root() -> PathBuf {
-    std::env::var("STRATA_ROOT").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-    })
+    std::env::var("STRATA_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
 }

@@ -125,9 +125,17 @@ async fn suite(args: RunArgs) -> anyhow::Result<bool> {
             chrono::Utc::now().format("%Y-%m-%d %H:%M"),
             args.orders,
             args.rate,
-            if cfg!(debug_assertions) { "debug" } else { "release" },
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
             names.join(", "),
-            if all_passed { "all passed" } else { "some failed" }
+            if all_passed {
+                "all passed"
+            } else {
+                "some failed"
+            }
         );
         crate::report::update_doc(docs, &rows, &note)?;
     }

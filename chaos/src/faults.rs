@@ -175,10 +175,7 @@ pub fn scaler_workers(stack: &Stack) -> Vec<i32> {
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(") ")
-                .map(|(_, r)| !r.starts_with('Z'))
-        })
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
         .unwrap_or(false)
 }
 

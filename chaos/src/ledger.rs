@@ -93,7 +93,12 @@ pub async fn settle(pool: &PgPool, limit: Duration) -> Duration {
     }
 }
 
-fn note(problems: &mut Vec<String>, counts: &mut HashMap<&'static str, usize>, kind: &'static str, text: String) {
+fn note(
+    problems: &mut Vec<String>,
+    counts: &mut HashMap<&'static str, usize>,
+    kind: &'static str,
+    text: String,
+) {
     let n = counts.entry(kind).or_default();
     *n += 1;
     if *n <= 3 {
@@ -145,7 +150,9 @@ pub async fn check(
     let mut p = Vec::new();
     if keyless > 0 {
         l.duplicated += keyless as usize;
-        p.push(format!("{keyless} orders in Postgres that no client key names"));
+        p.push(format!(
+            "{keyless} orders in Postgres that no client key names"
+        ));
     }
     let grace_end = window.end + GRACE_503;
     let mut first_202_after: Option<Duration> = None;
@@ -157,17 +164,29 @@ pub async fn check(
                     let inside = a.at >= window.start && a.at <= grace_end;
                     if !inside || !a.retry_after {
                         l.http_5xx_failures += 1;
-                        note(&mut p, &mut counts, "503", format!(
-                            "503 at {:.1} s (fault {:.1}..{:.1} s), Retry-After {}",
-                            a.at.as_secs_f64(), window.start.as_secs_f64(),
-                            window.end.as_secs_f64(), a.retry_after));
+                        note(
+                            &mut p,
+                            &mut counts,
+                            "503",
+                            format!(
+                                "503 at {:.1} s (fault {:.1}..{:.1} s), Retry-After {}",
+                                a.at.as_secs_f64(),
+                                window.start.as_secs_f64(),
+                                window.end.as_secs_f64(),
+                                a.retry_after
+                            ),
+                        );
                     }
                 }
                 Some(s) if s >= 500 => {
                     l.http_5xx += 1;
                     l.http_5xx_failures += 1;
-                    note(&mut p, &mut counts, "500", format!(
-                        "{s} at {:.1} s for key {}", a.at.as_secs_f64(), r.key));
+                    note(
+                        &mut p,
+                        &mut counts,
+                        "500",
+                        format!("{s} at {:.1} s for key {}", a.at.as_secs_f64(), r.key),
+                    );
                 }
                 Some(202) if a.at >= window.end => {
                     first_202_after = Some(first_202_after.map_or(a.at, |f| f.min(a.at)));
@@ -189,14 +208,21 @@ pub async fn check(
             && s != 202
         {
             l.refused += 1;
-            note(&mut p, &mut counts, "refused", format!("key {} refused with {s}", r.key));
+            note(
+                &mut p,
+                &mut counts,
+                "refused",
+                format!("key {} refused with {s}", r.key),
+            );
         }
         let mut row = |class: &str, id: Option<Uuid>, status: &str| {
             l.rows.push(format!(
                 "{},{},{},{},{},{}",
                 r.key,
                 id.map(|i| i.to_string()).unwrap_or_default(),
-                answer.map(|s| s.to_string()).unwrap_or_else(|| "none".to_owned()),
+                answer
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none".to_owned()),
                 r.attempts.len(),
                 status,
                 class
@@ -205,8 +231,12 @@ pub async fn check(
         let Some((id, status, reason)) = held else {
             if answer == Some(202) {
                 l.lost += 1;
-                note(&mut p, &mut counts, "lost", format!(
-                    "key {} answered 202 but no order holds it", r.key));
+                note(
+                    &mut p,
+                    &mut counts,
+                    "lost",
+                    format!("key {} answered 202 but no order holds it", r.key),
+                );
                 row("lost", r.order_id, "absent");
             } else {
                 row("absent", None, "absent");
@@ -218,13 +248,22 @@ pub async fn check(
             && seen != *id
         {
             l.duplicated += 1;
-            note(&mut p, &mut counts, "dup", format!(
-                "key {} answered order {seen} but holds {id}", r.key));
+            note(
+                &mut p,
+                &mut counts,
+                "dup",
+                format!("key {} answered order {seen} but holds {id}", r.key),
+            );
         }
         let events = settlements.get(id).copied().unwrap_or(0);
         if events > 1 {
             l.duplicated += 1;
-            note(&mut p, &mut counts, "dup", format!("order {id} settled {events} times"));
+            note(
+                &mut p,
+                &mut counts,
+                "dup",
+                format!("order {id} settled {events} times"),
+            );
         }
         let class = match status.as_str() {
             "fulfilled" => {
@@ -235,19 +274,35 @@ pub async fn check(
                 l.rejected += 1;
                 let hot = r.lines.iter().any(|(sku, _)| sku == HOT);
                 if reason.as_deref() != Some("out_of_stock") || !hot {
-                    note(&mut p, &mut counts, "reject", format!(
-                        "order {id} rejected ({reason:?}) though its products were in stock"));
+                    note(
+                        &mut p,
+                        &mut counts,
+                        "reject",
+                        format!(
+                            "order {id} rejected ({reason:?}) though its products were in stock"
+                        ),
+                    );
                 }
                 "rejected"
             }
             _ => {
                 l.lost += 1;
-                note(&mut p, &mut counts, "lost", format!("order {id} still {status}"));
+                note(
+                    &mut p,
+                    &mut counts,
+                    "lost",
+                    format!("order {id} still {status}"),
+                );
                 "lost"
             }
         };
         if class != "lost" && events == 0 {
-            note(&mut p, &mut counts, "event", format!("order {id} is {status} without a settlement event"));
+            note(
+                &mut p,
+                &mut counts,
+                "event",
+                format!("order {id} is {status} without a settlement event"),
+            );
         }
         row(class, Some(*id), status);
     }
@@ -275,7 +330,9 @@ pub async fn check(
         let off = (i64::from(now) - expected).abs() + i64::from(now.min(0)).abs();
         if off > 0 {
             l.oversold += off;
-            p.push(format!("{sku}: stock {now}, expected {expected} (initial {start} minus fulfilled)"));
+            p.push(format!(
+                "{sku}: stock {now}, expected {expected} (initial {start} minus fulfilled)"
+            ));
         }
     }
 
@@ -285,8 +342,7 @@ pub async fn check(
     .bind(window.end_wall)
     .fetch_one(pool)
     .await?;
-    let processing = first_settled
-        .and_then(|t| (t - window.end_wall).to_std().ok());
+    let processing = first_settled.and_then(|t| (t - window.end_wall).to_std().ok());
     let api = first_202_after.map(|t| t.saturating_sub(window.end));
     l.recover = match (api, processing) {
         (Some(a), Some(b)) => Some(a.max(b)),

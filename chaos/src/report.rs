@@ -75,9 +75,17 @@ pub fn update_doc(path: &Path, rows: &[(String, String)], note: &str) -> anyhow:
     }
     let order: Vec<String> = crate::faults::ALL.iter().map(|f| f.name()).collect();
     kept.sort_by_key(|(n, _)| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
-    notes.retain(|n| !rows.iter().any(|(name, _)| n.contains(&format!("`{name}`"))));
+    notes.retain(|n| {
+        !rows
+            .iter()
+            .any(|(name, _)| n.contains(&format!("`{name}`")))
+    });
     notes.push(note.to_owned());
-    let section = format!("{BEGIN}\n{}\n{}{END}", table(&kept), notes.join("\n\n") + "\n");
+    let section = format!(
+        "{BEGIN}\n{}\n{}{END}",
+        table(&kept),
+        notes.join("\n\n") + "\n"
+    );
     let updated = format!("{}{}{}", &text[..b], section, &text[e + END.len()..]);
     std::fs::write(path, updated)?;
     Ok(())

@@ -44,16 +44,56 @@ struct Series {
 }
 
 const SERIES: [Series; 10] = [
-    Series { name: "logic_rss", unit: "MiB", floor_per_min: 1.0 },
-    Series { name: "presentation_rss", unit: "MiB", floor_per_min: 1.0 },
-    Series { name: "autoscaler_rss", unit: "MiB", floor_per_min: 1.0 },
-    Series { name: "worker_rss_mean", unit: "MiB", floor_per_min: 1.0 },
-    Series { name: "logic_fds", unit: "fds", floor_per_min: 1.0 },
-    Series { name: "presentation_fds", unit: "fds", floor_per_min: 1.0 },
-    Series { name: "autoscaler_fds", unit: "fds", floor_per_min: 1.0 },
-    Series { name: "worker_fds_mean", unit: "fds", floor_per_min: 1.0 },
-    Series { name: "pg_connections", unit: "conns", floor_per_min: 1.0 },
-    Series { name: "queue_depth", unit: "msgs", floor_per_min: 20.0 },
+    Series {
+        name: "logic_rss",
+        unit: "MiB",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "presentation_rss",
+        unit: "MiB",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "autoscaler_rss",
+        unit: "MiB",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "worker_rss_mean",
+        unit: "MiB",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "logic_fds",
+        unit: "fds",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "presentation_fds",
+        unit: "fds",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "autoscaler_fds",
+        unit: "fds",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "worker_fds_mean",
+        unit: "fds",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "pg_connections",
+        unit: "conns",
+        floor_per_min: 1.0,
+    },
+    Series {
+        name: "queue_depth",
+        unit: "msgs",
+        floor_per_min: 20.0,
+    },
 ];
 
 fn rss_mib(pid: i32) -> Option<f64> {
@@ -196,11 +236,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         .await
         .is_some_and(|s| s.success());
     let settle = crate::ledger::settle(&stack.env.pool, Duration::from_secs(90)).await;
-    let (orders, pending): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM orders",
-    )
-    .fetch_one(&stack.env.pool)
-    .await?;
+    let (orders, pending): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM orders")
+            .fetch_one(&stack.env.pool)
+            .await?;
 
     let mut failures = Vec::new();
     if !load_ok {
@@ -210,7 +249,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         ));
     }
     if pending > 0 {
-        failures.push(format!("{pending} orders of {orders} never became final (lost)"));
+        failures.push(format!(
+            "{pending} orders of {orders} never became final (lost)"
+        ));
     }
     let figures = growth(&rows, &mut failures);
     write_csv(&args.reports.join("soak.csv"), &rows)?;
@@ -222,7 +263,11 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     let summary = format!(
         "Soak of {} minutes ({} build), {} shoppers, autoscaler 1 to 4 workers: {orders} orders, {pending} never final, settled {:.1} s after the load; {}.\n\n{figures}",
         args.minutes,
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         args.users,
         settle.as_secs_f64(),
         if passed { "passed" } else { "FAILED" }
@@ -299,8 +344,14 @@ fn chart(path: &Path, rows: &[Vec<f64>]) -> anyhow::Result<()> {
         RGBColor(126, 34, 206),
     ];
     let groups: [(&str, &[usize]); 3] = [
-        ("resident memory, MiB (logic, presentation, autoscaler, worker mean)", &[1, 2, 3, 4]),
-        ("open file descriptors (logic, presentation, autoscaler, worker mean)", &[5, 6, 7, 8]),
+        (
+            "resident memory, MiB (logic, presentation, autoscaler, worker mean)",
+            &[1, 2, 3, 4],
+        ),
+        (
+            "open file descriptors (logic, presentation, autoscaler, worker mean)",
+            &[5, 6, 7, 8],
+        ),
         ("Postgres connections, queue depth", &[9, 10]),
     ];
     for (panel, (title, columns)) in panels.iter().zip(groups) {

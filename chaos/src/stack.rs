@@ -64,7 +64,9 @@ pub struct Stack {
 }
 
 fn pairs(list: &[(&str, String)]) -> Vec<(String, String)> {
-    list.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 impl Stack {
@@ -230,7 +232,10 @@ impl Stack {
             .context("this run has no autoscaler")?;
         let mut env = self.worker_env();
         env.extend([
-            ("AUTOSCALER_LISTEN", format!("127.0.0.1:{}", self.scaler_port)),
+            (
+                "AUTOSCALER_LISTEN",
+                format!("127.0.0.1:{}", self.scaler_port),
+            ),
             (
                 "WORKER_BIN",
                 crate::bins::path(&self.bins, "worker")?
@@ -373,7 +378,10 @@ impl Stack {
     pub async fn queue_depth(&self, queue: &str) -> Option<(u64, u64)> {
         let res = self
             .http
-            .get(format!("{RABBITMQ_API}/api/queues/{}/{queue}", self.env.vhost))
+            .get(format!(
+                "{RABBITMQ_API}/api/queues/{}/{queue}",
+                self.env.vhost
+            ))
             .basic_auth("guest", Some("guest"))
             .send()
             .await
