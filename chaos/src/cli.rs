@@ -84,6 +84,7 @@ async fn suite(args: RunArgs) -> anyhow::Result<bool> {
     let bins = crate::bins::dir()?;
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut outcomes = Vec::new();
     let mut all_passed = true;
     for fault in &faults {
         let name = fault.name();
@@ -109,6 +110,11 @@ async fn suite(args: RunArgs) -> anyhow::Result<bool> {
             began.elapsed().as_secs_f64()
         );
         all_passed &= ledger.passed();
+        outcomes.push(crate::report::Outcome {
+            name: name.clone(),
+            row: row.clone(),
+            problems: ledger.problems.clone(),
+        });
         rows.push((name, row));
     }
     println!("{}", crate::report::table(&rows));
@@ -137,7 +143,7 @@ async fn suite(args: RunArgs) -> anyhow::Result<bool> {
                 "some failed"
             }
         );
-        crate::report::update_doc(docs, &rows, &note)?;
+        crate::report::update_doc(docs, &outcomes, &note)?;
     }
     Ok(all_passed)
 }

@@ -260,8 +260,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     for f in &failures {
         println!("  FAIL: {f}");
     }
+    let failed_text: String = failures.iter().map(|f| format!("\n- {f}")).collect();
     let summary = format!(
-        "Soak of {} minutes ({} build), {} shoppers, autoscaler 1 to 4 workers: {orders} orders, {pending} never final, settled {:.1} s after the load; {}.\n\n{figures}",
+        "Soak of {} minutes ({} build), {} shoppers, autoscaler 1 to 4 workers: {orders} orders, {pending} never final, settled {:.1} s after the load; {}.{failed_text}\n\n{figures}\n![the soak's samples](reports/soak.svg)",
         args.minutes,
         if cfg!(debug_assertions) {
             "debug"
@@ -401,4 +402,38 @@ pub fn replace_section(path: &Path, begin: &str, end: &str, body: &str) -> anyho
     let updated = format!("{}{begin}\n{body}\n{}", &text[..b], &text[e..]);
     std::fs::write(path, updated)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thirty one-minute samples; `at(minute)` gives every series' value.
+    fn run(at: impl Fn(f64) -> f64) -> Vec<String> {
+        let rows: Vec<Vec<f64>> = (0..=30)
+            .map(|m| {
+                let m = f64::from(m);
+                let mut row = vec![m];
+                row.extend(std::iter::repeat_n(at(m), SERIES.len()));
+                row.extend([1.0, 0.0]);
+                row
+            })
+            .collect();
+        let mut failures = Vec::new();
+        growth(&rows, &mut failures);
+        failures
+    }
+
+    #[test]
+    fn growth_that_levels_off_passes() {
+        // Warm-up, then flat: 20 MiB growing to 40 over five minutes, then 40.
+        assert!(run(|m| 20.0 + 4.0 * m.min(5.0)).is_empty());
+        assert!(run(|_| 12.0).is_empty());
+    }
+
+    #[test]
+    fn steady_growth_fails() {
+        // Growth of 25 a minute from start to end never levels off (above every floor).
+        assert_eq!(run(|m| 20.0 + 25.0 * m).len(), SERIES.len());
+    }
 }
