@@ -106,7 +106,7 @@ pub fn update_doc(path: &Path, outcomes: &[Outcome], note: &str) -> anyhow::Resu
         section.push('\n');
     }
     section.push_str(&notes.join("\n\n"));
-    section.push_str("\n");
+    section.push('\n');
     section.push_str(END);
     let updated = format!("{}{}{}", &text[..b], section, &text[e + END.len()..]);
     std::fs::write(path, updated)?;

@@ -63,8 +63,11 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
     let env = TestEnv::new().await;
     env.product("CHAOS-A", 100, 50).await;
     env.product(chaos::stack::HOT, 100, 1).await;
-    let initial: HashMap<String, i32> =
-        [("CHAOS-A".to_owned(), 50), (chaos::stack::HOT.to_owned(), 1)].into();
+    let initial: HashMap<String, i32> = [
+        ("CHAOS-A".to_owned(), 50),
+        (chaos::stack::HOT.to_owned(), 1),
+    ]
+    .into();
     let window = Window {
         start: Duration::from_secs(10),
         end: Duration::from_secs(20),
@@ -81,8 +84,18 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
         settle(&env, id).await;
     }
     let mut records = vec![
-        record("k-a", "CHAOS-A", vec![attempt(1, Some(202), false)], Some(a)),
-        record("k-h1", chaos::stack::HOT, vec![attempt(2, Some(202), false)], Some(h1)),
+        record(
+            "k-a",
+            "CHAOS-A",
+            vec![attempt(1, Some(202), false)],
+            Some(a),
+        ),
+        record(
+            "k-h1",
+            chaos::stack::HOT,
+            vec![attempt(2, Some(202), false)],
+            Some(h1),
+        ),
         record(
             "k-h2",
             chaos::stack::HOT,
@@ -101,7 +114,11 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
         (5, 4, 3, 1)
     );
     assert_eq!(
-        (clean.unanswered, clean.unanswered_final, clean.unanswered_absent),
+        (
+            clean.unanswered,
+            clean.unanswered_final,
+            clean.unanswered_absent
+        ),
         (2, 1, 1)
     );
     assert_eq!((clean.http_5xx, clean.http_5xx_failures), (1, 0));
