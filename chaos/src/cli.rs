@@ -182,9 +182,10 @@ async fn one(fault: Fault, args: &RunArgs, bins: &Path) -> anyhow::Result<Ledger
         println!("    {}: {n}", fault.name());
     }
     let settle = ledger::settle(&stack.env.pool, Duration::from_secs(args.settle_secs)).await;
+    // The ledger is read at the bound: an order still pending then is lost.
+    let mut l = ledger::check(&stack.env.pool, &records, &initial, injected.window, settle).await?;
     let mut problems = injected.problems.clone();
     problems.extend(faults::after(&stack, &injected).await);
-    let mut l = ledger::check(&stack.env.pool, &records, &initial, injected.window, settle).await?;
     if l.recover.is_none() {
         problems.push("no order was accepted and settled after the fault ended".to_owned());
     }

@@ -13,7 +13,7 @@ use crate::stack::{ScalerPlan, Stack, StackPlan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Fault {
-    /// A worker is SIGKILLed while payments are in progress.
+    /// A worker is SIGKILLed while payments (200 ms each) are in progress.
     WorkerKill,
     /// A worker gets SIGTERM in the middle of a burst and must drain and exit.
     WorkerTerm,
@@ -90,7 +90,7 @@ impl Fault {
             worker_amqp_proxy: matches!(self, Fault::WorkerBrokerCut | Fault::BrokerCuts),
             logic_db_proxy: self == Fault::LogicDbCut,
             payment_latency_ms: match self {
-                Fault::WorkerKill => 300,
+                Fault::WorkerKill => 200,
                 Fault::ScaleIn => 200,
                 _ => 100,
             },
@@ -359,8 +359,9 @@ pub async fn after(stack: &Stack, injected: &Injected) -> Vec<String> {
             break;
         }
         if start.elapsed() > Duration::from_secs(20) {
+            let seen = consumers.map_or_else(|| "no figure of".to_owned(), |c| c.to_string());
             problems.push(format!(
-                "{consumers:?} consumers on the queue for {workers} running workers"
+                "{seen} consumers on the queue for {workers} running workers"
             ));
             break;
         }

@@ -11,8 +11,14 @@ use testkit::proxy::Proxy;
 
 use crate::procs::Proc;
 
-/// Products of every run: several with plenty of stock, and one hot product.
-pub const PRODUCTS: [&str; 4] = ["CHAOS-A", "CHAOS-B", "CHAOS-C", "CHAOS-D"];
+/// Products of every run: several with plenty of stock, and one hot product. A worker holds
+/// a product's row lock for the length of a payment, so orders for one product are
+/// fulfilled one at a time: twelve products keep each one's share of the `--long` rate
+/// (50 orders a second) below what one product can take.
+pub const PRODUCTS: [&str; 12] = [
+    "CHAOS-A", "CHAOS-B", "CHAOS-C", "CHAOS-D", "CHAOS-E", "CHAOS-F", "CHAOS-G", "CHAOS-H",
+    "CHAOS-I", "CHAOS-J", "CHAOS-K", "CHAOS-L",
+];
 pub const HOT: &str = "CHAOS-HOT";
 pub const PLENTY: i32 = 1_000_000;
 pub const PRICE_CENTS: i64 = 1_250;
