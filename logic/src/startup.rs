@@ -122,6 +122,10 @@ impl Application {
         })
         .listen(listener)?
         .workers(settings.http_workers.max(1))
+        // Idle keep-alive connections are kept longer than presentation's client keeps
+        // them in its pool (30 s), so the client never sends a request on a connection
+        // this side is closing at that moment (actix's default is 5 s).
+        .keep_alive(Duration::from_secs(75))
         .disable_signals()
         .shutdown_timeout(10)
         .run();
