@@ -75,21 +75,36 @@ impl FifoConsumers {
         builder: &ExponentialBuilder,
     ) -> anyhow::Result<()> {
         let data = &self.settings.data;
-        let connection = data::messaging::broker::connect(
-            data.amqp_url(),
-            &format!("strata-worker-fifo {}", self.id),
+        // The same heartbeat and bounds as the orders' consumer: a silent connection is
+        // declared dead within two heartbeats, which ends every partition's stream and so
+        // this session.
+        let limit = self.settings.broker_timeout();
+        let connection = tokio::time::timeout(
+            limit,
+            data::messaging::broker::connect_with_heartbeat(
+                data.amqp_url(),
+                &format!("strata-worker-fifo {}", self.id),
+                self.settings.heartbeat_secs,
+            ),
         )
         .await
+        .context("connecting to RabbitMQ: timed out")?
         .context("connecting to RabbitMQ")?;
-        let channel = connection.create_channel().await?;
-        data::messaging::fifo::declare_partitions(
-            &channel,
-            data.delivery_limit,
-            data.fifo_partitions,
+        let channel = tokio::time::timeout(limit, connection.create_channel())
+            .await
+            .context("opening a channel: timed out")??;
+        tokio::time::timeout(
+            limit,
+            data::messaging::fifo::declare_partitions(
+                &channel,
+                data.delivery_limit,
+                data.fifo_partitions,
+            ),
         )
         .await
+        .context("declaring the FIFO partitions: timed out")?
         .context("declaring the FIFO partitions")?;
-        let _ = channel.close(200, "declared".into()).await;
+        let _ = tokio::time::timeout(limit, channel.close(200, "declared".into())).await;
         *backoff = builder.build();
 
         let session = self.stop.child_token();
@@ -106,7 +121,9 @@ impl FifoConsumers {
                 hand_back: hand_back.clone(),
                 stop: session.clone(),
             };
-            let channel = connection.create_channel().await?;
+            let channel = tokio::time::timeout(limit, connection.create_channel())
+                .await
+                .context("opening a channel: timed out")??;
             tasks.spawn(async move { partition.run(channel).await });
         }
         tracing::info!(
@@ -140,7 +157,7 @@ impl FifoConsumers {
         }
         session.cancel();
         let _ = balancer.await;
-        let _ = connection.close(200, "stopping".into()).await;
+        let _ = tokio::time::timeout(limit, connection.close(200, "stopping".into())).await;
         outcome
     }
 }

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
+
 use contracts::{ApplyAdjustment, Envelope, partition_queue};
 use data::store::inventory::{self, Applied};
 use futures_lite::StreamExt;
@@ -68,16 +71,20 @@ impl Partition {
             };
             // Stop taking messages; one the broker sent before the cancel is still ours
             // (in order) and is handled before the partition goes to the next consumer.
-            channel
-                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
-                .await?;
+            let limit = self.settings.broker_timeout();
+            tokio::time::timeout(
+                limit,
+                channel.basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default()),
+            )
+            .await
+            .context("basic.cancel: timed out")??;
             while let Ok(Some(Ok(delivery))) =
                 tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
             {
                 self.handle(delivery).await?;
             }
             if !handing_back {
-                let _ = channel.close(200, "stopping".into()).await;
+                let _ = tokio::time::timeout(limit, channel.close(200, "stopping".into())).await;
                 return Ok(());
             }
             tracing::info!(partition = self.index, "handed the partition back");
@@ -129,7 +136,36 @@ impl Partition {
                 return Settle::DeadLetter;
             }
         };
-        match inventory::apply(&self.pool, &command).await {
+        // Postgres out of reach says nothing about the adjustment: hold it and try again in
+        // place (as the orders' consumer does), so an outage spends none of the delivery
+        // limit; the wait ends when Postgres answers, or on a stop or a lost connection
+        // (then the message goes back, or the broker has returned it already).
+        let stop = self.stop.clone();
+        let outcome = (|| inventory::apply(&self.pool, &command))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(self.settings.outage_max_delay())
+                    .with_jitter()
+                    .without_max_times(),
+            )
+            .sleep(move |pause| {
+                let stop = stop.clone();
+                async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            })
+            .when(|err| data::store::retry::is_unavailable(err) && !self.stop.is_cancelled())
+            .notify(|err, pause| {
+                metrics::counter!("strata_worker_database_retries_total").increment(1);
+                tracing::warn!(partition = self.index, error = %err, ?pause,
+                    "database out of reach; holding the adjustment and trying again");
+            })
+            .await;
+        match outcome {
             Ok(Applied::Applied(n)) => {
                 metrics::counter!("strata_fifo_adjustments_applied_total").increment(n as u64);
                 Settle::Ack

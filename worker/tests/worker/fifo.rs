@@ -501,3 +501,35 @@ async fn a_lost_broker_connection_and_a_scale_in_keep_every_sku_in_order() {
     feed.check(&plan).await;
     drop(through_proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_holds_the_adjustments_and_sends_none_to_the_dlq() {
+    let skus = skus("OUTAGE", 4);
+    let feed = Feed::new(&skus).await;
+    let plan = plan(&skus, 10);
+    let (proxy, via) =
+        testkit::proxy::Proxy::in_front_of(feed.env.data.database_url.expose_secret()).await;
+    let url = secrecy::SecretString::from(via);
+    let _worker = apps::worker(&feed.env, |s| {
+        s.data.database_url = url;
+        s.data.database_acquire_timeout_ms = 500;
+        // A return to the queue after 50 ms: the delivery limit would last well under a
+        // second of outage.
+        s.retry_delay_ms = 50;
+        s.outage_max_delay_ms = 500;
+        s.fifo_balance_interval_ms = 500;
+    });
+    proxy.cut();
+    feed.send_all(&plan, 2).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(feed.env.queue_ready(contracts::INVENTORY_DLQ).await, 0);
+    assert_eq!(
+        feed.pending().await,
+        40,
+        "nothing applied while Postgres is cut"
+    );
+    proxy.restore();
+    feed.wait_applied(40, Duration::from_secs(60)).await;
+    feed.check(&plan).await;
+    assert_eq!(feed.env.queue_ready(contracts::INVENTORY_DLQ).await, 0);
+}
