@@ -39,7 +39,7 @@ WITH stock AS (
     WHERE p.sku = l.sku
 ),
 settled AS (
-    UPDATE orders SET status = 'fulfilled', reason = NULL, updated_at = now() WHERE id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid
+    UPDATE orders SET status = 'fulfilled', step = 'fulfilled', reason = NULL, updated_at = now() WHERE id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid
 )
 INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
 VALUES (('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'events', 'order.fulfilled', 'OrderFulfilled', jsonb_build_object('message_id', ('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'type', 'OrderFulfilled', 'schema_version', 1, 'occurred_at', now(), 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01', 'payload', jsonb_build_object('order_id', ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'total_cents', :total_cents::bigint)), '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01');

@@ -157,6 +157,59 @@ impl OrderStatus {
     }
 }
 
+/// The step of the fulfilment saga an order is at: `pending` (accepted, not yet worked
+/// on), `reserved` (its stock is held), `paid` (the payment went through), then
+/// `fulfilled`, or `rejected` with a reason. [`OrderStatus`] is the coarse view of it that
+/// clients written before the saga know: every step before a final one is `pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStep {
+    #[default]
+    Pending,
+    Reserved,
+    Paid,
+    Fulfilled,
+    Rejected,
+}
+
+impl OrderStep {
+    pub const ALL: [OrderStep; 5] = [
+        OrderStep::Pending,
+        OrderStep::Reserved,
+        OrderStep::Paid,
+        OrderStep::Fulfilled,
+        OrderStep::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStep::Pending => "pending",
+            OrderStep::Reserved => "reserved",
+            OrderStep::Paid => "paid",
+            OrderStep::Fulfilled => "fulfilled",
+            OrderStep::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        OrderStep::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+
+    /// The coarse status of this step.
+    pub fn status(self) -> OrderStatus {
+        match self {
+            OrderStep::Pending | OrderStep::Reserved | OrderStep::Paid => OrderStatus::Pending,
+            OrderStep::Fulfilled => OrderStatus::Fulfilled,
+            OrderStep::Rejected => OrderStatus::Rejected,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self.status().is_final()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
@@ -169,7 +222,12 @@ pub struct OrderLine {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub id: Uuid,
+    /// `pending` until the order is final, then `fulfilled` or `rejected`.
     pub status: OrderStatus,
+    /// The saga's live step (`pending`, `reserved`, `paid`, `fulfilled`, `rejected`); a
+    /// document without it (written before the saga) reads as `pending`.
+    #[serde(default)]
+    pub step: OrderStep,
     /// Why an order was rejected (`out_of_stock`, `payment_declined`); null otherwise.
     pub reason: Option<String>,
     pub email: String,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use contracts::{
     AuditAction, COMMANDS_EXCHANGE, Envelope, FULFIL_ROUTING_KEY, FulfilOrder, Order, OrderLine,
-    OrderStatus, PlaceOrder,
+    OrderStatus, OrderStep, PlaceOrder,
 };
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -41,7 +41,7 @@ pub fn request_hash(order: &PlaceOrder) -> String {
 struct OrderRow {
     id: Uuid,
     email: String,
-    status: String,
+    step: String,
     reason: Option<String>,
     total_cents: i64,
     created_at: DateTime<Utc>,
@@ -219,6 +219,7 @@ async fn place_as(
     let placed = Order {
         id,
         status,
+        step: OrderStep::Pending,
         reason: None,
         email: order.email.clone(),
         lines: order
@@ -277,7 +278,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Order>> {
 
 async fn fetch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {
     let row: Option<OrderRow> = sqlx::query_as(
-        "SELECT id, email, status, reason, total_cents, created_at, updated_at \
+        "SELECT id, email, step, reason, total_cents, created_at, updated_at \
          FROM orders WHERE id = $1",
     )
     .bind(id)
@@ -293,12 +294,13 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>>
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let status = OrderStatus::parse(&row.status).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown order status {}", row.status).into())
+    let step = OrderStep::parse(&row.step).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown order step {}", row.step).into())
     })?;
     Ok(Some(Order {
         id: row.id,
-        status,
+        status: step.status(),
+        step,
         reason: row.reason,
         email: row.email,
         lines: lines

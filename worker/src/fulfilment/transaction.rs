@@ -85,7 +85,7 @@ WITH stock AS (
     WHERE p.sku = l.sku
 ),
 settled AS (
-    UPDATE orders SET status = $3, reason = $4, updated_at = now() WHERE id = $5
+    UPDATE orders SET status = $3, step = $3, reason = $4, updated_at = now() WHERE id = $5
 )
 INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
 VALUES ($6, $7, $8, $9, $10, $11)";
