@@ -294,9 +294,8 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>>
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let step = OrderStep::parse(&row.step).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown order step {}", row.step).into())
-    })?;
+    let step = OrderStep::parse(&row.step)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order step {}", row.step).into()))?;
     Ok(Some(Order {
         id: row.id,
         status: step.status(),
