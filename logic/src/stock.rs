@@ -113,7 +113,8 @@ impl StockView {
     /// Records a stock its caller has just committed (an admin update), so this replica
     /// shows its own write at once.
     pub fn observe(&self, sku: &str, stock: i32, read_at: Instant) {
-        self.entries.insert(sku.to_owned(), Entry { stock, read_at });
+        self.entries
+            .insert(sku.to_owned(), Entry { stock, read_at });
     }
 
     /// The stock of each sku (None: unknown, which a read leaves as the cached body says),
@@ -126,10 +127,7 @@ impl StockView {
             .collect();
         if !stale.is_empty() && !self.backing_off() {
             for flight in self.flights_for(&stale) {
-                flight
-                    .done
-                    .get_or_init(|| self.refresh(&flight.skus))
-                    .await;
+                flight.done.get_or_init(|| self.refresh(&flight.skus)).await;
                 self.land(&flight);
             }
         }
@@ -216,8 +214,7 @@ impl StockView {
                 true
             }
             failed => {
-                metrics::counter!("strata_stock_refreshes_total", "result" => "error")
-                    .increment(1);
+                metrics::counter!("strata_stock_refreshes_total", "result" => "error").increment(1);
                 let error = match failed {
                     Ok(Err(err)) => err.to_string(),
                     _ => "timed out".to_owned(),
@@ -277,7 +274,10 @@ mod tests {
         assert_eq!(back.name, product.name);
         assert_eq!(with_stock(r#"{"stock":1,"x":2}"#, 3), None);
         assert_eq!(with_stock(r#"{"stock":}"#, 3), None);
-        assert_eq!(with_stock(r#"{"stock":-4}"#, 3).as_deref(), Some(r#"{"stock":3}"#));
+        assert_eq!(
+            with_stock(r#"{"stock":-4}"#, 3).as_deref(),
+            Some(r#"{"stock":3}"#)
+        );
     }
 
     #[test]

@@ -66,10 +66,7 @@ pub fn describe(order: &Order) -> (&'static str, &'static str) {
             "Reserved",
             "Your items are reserved for you. We're confirming payment.",
         ),
-        (OrderStep::Paid, _) => (
-            "Paid",
-            "Payment confirmed. We're completing your order.",
-        ),
+        (OrderStep::Paid, _) => ("Paid", "Payment confirmed. We're completing your order."),
         (OrderStep::Fulfilled, _) => (
             "Fulfilled",
             "Payment confirmed and your items are reserved. Thank you!",

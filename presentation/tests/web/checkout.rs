@@ -211,14 +211,16 @@ async fn set_step(shop: &Shop, order_path: &str, step: &str, reason: Option<&str
         "fulfilled" | "rejected" => step,
         _ => "pending",
     };
-    sqlx::query("UPDATE orders SET step = $2, status = $3, reason = $4, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(step)
-        .bind(status)
-        .bind(reason)
-        .execute(&shop.env.pool)
-        .await
-        .expect("moving the order");
+    sqlx::query(
+        "UPDATE orders SET step = $2, status = $3, reason = $4, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(status)
+    .bind(reason)
+    .execute(&shop.env.pool)
+    .await
+    .expect("moving the order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +276,10 @@ async fn an_order_page_follows_every_step_of_the_saga_with_the_reason_in_words()
         .collect();
     let steps: Vec<&str> = events.iter().map(|e| e["step"].as_str().unwrap()).collect();
     assert_eq!(steps, ["pending", "reserved", "paid", "rejected"], "{body}");
-    let statuses: Vec<&str> = events.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["pending", "pending", "pending", "rejected"]);
     assert_eq!(events[2]["label"], "Paid");
     let last = &events[3];
