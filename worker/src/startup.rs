@@ -168,11 +168,7 @@ impl Application {
         {
             notifier.abort();
         }
-        let gateway = self.consumer.gateway.clone();
-        let close = async {
-            tokio::join!(self.pool.close(), gateway.close());
-        };
-        if tokio::time::timeout(rest(Duration::from_millis(200)), close)
+        if tokio::time::timeout(rest(Duration::from_millis(200)), self.pool.close())
             .await
             .is_err()
         {

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 /// What the payment gateway answered.
@@ -46,9 +45,9 @@ pub trait Gateway: Send + Sync {
 
 /// The simulated gateway the worker runs with (`PAYMENT_LATENCY_MS`,
 /// `PAYMENT_DECLINE_RATE`, `PAYMENT_HANG_RATE`). Its ledger lives in the worker's
-/// database but on a pool of its own (two connections, each held for one statement), so
-/// it never takes a connection the worker's steps wait for; a real gateway would hold
-/// none of them.
+/// database and borrows a pooled connection for one statement per call, outside the
+/// worker's slots and before the answer latency, so a payment in flight holds none (a
+/// real gateway would need none at all, and the connection budget stays the pool's).
 #[derive(Debug, Clone)]
 pub struct PaymentGateway {
     ledger: PgPool,
@@ -71,14 +70,10 @@ UPDATE payment_charges SET refunded_at = now()
 WHERE order_id = $1 AND outcome = 'approved' AND refunded_at IS NULL";
 
 impl PaymentGateway {
-    /// A gateway whose ledger is in the database `pool` connects to.
+    /// A gateway whose ledger is written through `pool`.
     pub fn new(pool: &PgPool, latency: Duration, decline_rate: f64) -> Self {
-        let ledger = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with((*pool.connect_options()).clone());
         PaymentGateway {
-            ledger,
+            ledger: pool.clone(),
             latency,
             decline_rate: decline_rate.clamp(0.0, 1.0),
             hang_rate: 0.0,
@@ -89,11 +84,6 @@ impl PaymentGateway {
     pub fn with_hang_rate(mut self, hang_rate: f64) -> Self {
         self.hang_rate = hang_rate.clamp(0.0, 1.0);
         self
-    }
-
-    /// Closes the ledger's pool.
-    pub async fn close(&self) {
-        self.ledger.close().await;
     }
 }
 
