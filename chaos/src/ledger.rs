@@ -137,11 +137,10 @@ pub async fn check(
         .into_iter()
         .filter_map(|(id, n)| Some((id?, n)))
         .collect();
-    let charges: Vec<(Uuid, String, bool)> = sqlx::query_as(
-        "SELECT order_id, outcome, refunded_at IS NOT NULL FROM payment_charges",
-    )
-    .fetch_all(pool)
-    .await?;
+    let charges: Vec<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT order_id, outcome, refunded_at IS NOT NULL FROM payment_charges")
+            .fetch_all(pool)
+            .await?;
     let charges: HashMap<Uuid, (String, bool)> = charges
         .into_iter()
         .map(|(id, outcome, refunded)| (id, (outcome, refunded)))

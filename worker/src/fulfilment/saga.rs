@@ -214,8 +214,7 @@ impl<'a, G: Gateway> Saga<'a, G> {
         let timeout = self.settings.payment_timeout;
         let call = || async {
             self.extend();
-            match tokio::time::timeout(timeout, self.gateway.charge(order_id, total_cents)).await
-            {
+            match tokio::time::timeout(timeout, self.gateway.charge(order_id, total_cents)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(GatewayError::Timeout(timeout)),
             }
@@ -354,4 +353,3 @@ pub async fn fulfil(
         .fulfil(message_id, order_id, traceparent)
         .await
 }
-

@@ -6,9 +6,7 @@
 //! the compensation and the sweeper take), so concurrent workers and sweepers never
 //! deadlock. Product locks are held for one short transaction, never across a payment.
 
-use contracts::{
-    EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus, OrderStep,
-};
+use contracts::{EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus, OrderStep};
 use data::messaging::outbox;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -157,7 +155,9 @@ pub(super) async fn paid(conn: &mut PgConnection, order_id: Uuid) -> sqlx::Resul
 
 /// How an order ends.
 pub(super) enum Ending<'a> {
-    Fulfilled { total_cents: i64 },
+    Fulfilled {
+        total_cents: i64,
+    },
     /// Rejected for `reason`; `give_back` holds the stock the order had reserved.
     Rejected {
         reason: &'a str,

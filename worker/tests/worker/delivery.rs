@@ -21,9 +21,21 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     let (message_id, body) = rig.command_body(id).await;
     let mid = message_id.to_string();
 
-    let first = handle_message(&rig.env.pool, &gateway(&rig.env.pool, 0.0), Some(&mid), &body).await;
+    let first = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&mid),
+        &body,
+    )
+    .await;
     assert_eq!(first, Disposition::Ack(Some(Outcome::Fulfilled)));
-    let second = handle_message(&rig.env.pool, &gateway(&rig.env.pool, 0.0), Some(&mid), &body).await;
+    let second = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&mid),
+        &body,
+    )
+    .await;
     assert_eq!(second, Disposition::Ack(Some(Outcome::Duplicate)));
     assert_eq!(rig.env.stock("DUP-1").await, 3);
     assert_eq!(rig.processed().await, 1);
@@ -31,7 +43,13 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     // Another command for the order under another message id (a redriven copy keeps its
     // id, but one whose record was pruned looks the same) finds the order final.
     let other = uuid::Uuid::now_v7().to_string();
-    let third = handle_message(&rig.env.pool, &gateway(&rig.env.pool, 0.0), Some(&other), &body).await;
+    let third = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&other),
+        &body,
+    )
+    .await;
     assert!(matches!(
         third,
         Disposition::Ack(Some(Outcome::AlreadyFinal(_)))

@@ -18,7 +18,6 @@ async fn plans(pool: &sqlx::PgPool, start: &str) -> (i64, i64) {
     .expect("the statement is prepared on this connection")
 }
 
-
 #[tokio::test]
 async fn placing_and_fulfilling_reuse_a_generic_plan() {
     let env = testkit::TestEnv::new().await;

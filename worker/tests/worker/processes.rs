@@ -26,7 +26,10 @@ pub fn spawn_worker_process_with(
         .env("AMQP_DELIVERY_LIMIT", data.delivery_limit.to_string())
         .env("PAYMENT_LATENCY_MS", payment_latency_ms.to_string())
         // The payment's bound stays above its latency: these tests mean slow payments.
-        .env("PAYMENT_TIMEOUT_MS", (payment_latency_ms + 5000).to_string())
+        .env(
+            "PAYMENT_TIMEOUT_MS",
+            (payment_latency_ms + 5000).to_string(),
+        )
         .env("WORKER_PREFETCH", "1")
         .env("RUST_LOG", "info")
         .envs(extra.iter().copied())

@@ -110,7 +110,11 @@ async fn a_worker_killed_while_the_charge_is_in_flight_charges_once() {
     assert_fulfilled_once(&rig, id).await;
     let (_, calls, _) = charge(&rig.env.pool, id).await.expect("charge");
     assert_eq!(calls, 2, "charged again under the same key, once");
-    assert_eq!(rig.env.stock("SAGA-K1").await, 3, "stock taken exactly once");
+    assert_eq!(
+        rig.env.stock("SAGA-K1").await,
+        3,
+        "stock taken exactly once"
+    );
     assert_eq!(rig.processed().await, 1);
 }
 
@@ -230,7 +234,11 @@ async fn concurrent_orders_of_one_product_never_oversell() {
     rig.env.wait_all_final(Duration::from_secs(120)).await;
     let pool = &rig.env.pool;
     assert_eq!(
-        count(pool, "SELECT count(*) FROM orders WHERE status = 'fulfilled'").await,
+        count(
+            pool,
+            "SELECT count(*) FROM orders WHERE status = 'fulfilled'"
+        )
+        .await,
         50
     );
     assert_eq!(
@@ -261,7 +269,11 @@ async fn declined_payments_give_the_reserved_stock_back() {
     rig.spawn_worker(|s| s.payment_decline_rate = 0.5);
     rig.env.wait_all_final(Duration::from_secs(60)).await;
     let pool = &rig.env.pool;
-    let fulfilled = count(pool, "SELECT count(*) FROM orders WHERE status = 'fulfilled'").await;
+    let fulfilled = count(
+        pool,
+        "SELECT count(*) FROM orders WHERE status = 'fulfilled'",
+    )
+    .await;
     let declined = count(
         pool,
         "SELECT count(*) FROM orders WHERE status = 'rejected' AND reason = 'payment_declined'",
@@ -322,10 +334,18 @@ async fn the_sweeper_releases_a_lapsed_reservation_and_a_late_delivery_refunds()
         .expect("lapse");
 
     let worker = apps::worker(&env, |s| s.reservation_sweep_secs = 1);
-    testkit::eventually(Duration::from_secs(30), "the reservation released", || async {
-        (env.order_status(id).await == ("rejected".to_owned(), Some("reservation_expired".to_owned())))
-            .then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the reservation released",
+        || async {
+            (env.order_status(id).await
+                == (
+                    "rejected".to_owned(),
+                    Some("reservation_expired".to_owned()),
+                ))
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(env.stock("SAGA-S1").await, 5, "stock back");
     assert_eq!(events(&env.pool, id, "OrderRejected").await, 1);
@@ -345,7 +365,9 @@ async fn the_sweeper_releases_a_lapsed_reservation_and_a_late_delivery_refunds()
     let d = handle_message(&env.pool, &instant, Some(&message_id.to_string()), &body).await;
     assert_eq!(
         d,
-        Disposition::Ack(Some(Outcome::AlreadyFinal(contracts::OrderStatus::Rejected)))
+        Disposition::Ack(Some(Outcome::AlreadyFinal(
+            contracts::OrderStatus::Rejected
+        )))
     );
     assert_eq!(
         charge(&env.pool, id).await,
@@ -381,11 +403,16 @@ async fn a_settle_after_the_reservation_lapsed_refunds_the_charge() {
     let d = settle.await.expect("join");
     assert_eq!(
         d,
-        Disposition::Ack(Some(Outcome::AlreadyFinal(contracts::OrderStatus::Rejected)))
+        Disposition::Ack(Some(Outcome::AlreadyFinal(
+            contracts::OrderStatus::Rejected
+        )))
     );
     assert_eq!(
         rig.env.order_status(id).await,
-        ("rejected".to_owned(), Some("reservation_expired".to_owned()))
+        (
+            "rejected".to_owned(),
+            Some("reservation_expired".to_owned())
+        )
     );
     assert_eq!(
         charge(&rig.env.pool, id).await,
