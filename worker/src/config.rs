@@ -156,3 +156,24 @@ impl WorkerSettings {
         settings
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_must_outlast_the_longest_delivery() {
+        let mut settings = WorkerSettings::parse_from(["worker"]);
+        settings.check().expect("the defaults fit: 600 s > 300 s");
+        settings.reservation_ttl_secs = 300;
+        let err = settings.check().expect_err("equal is not enough");
+        assert!(
+            err.to_string().contains(
+                "RESERVATION_TTL_SECS (300) must exceed WORKER_VISIBILITY_MAX_SECS (300)"
+            ),
+            "{err}"
+        );
+        settings.visibility_max_secs = 60;
+        settings.check().expect("300 s > 60 s");
+    }
+}
