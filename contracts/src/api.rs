@@ -210,6 +210,41 @@ impl OrderStep {
     }
 }
 
+/// Why an order was rejected, as `Order.reason` spells it. The field stays a string, so a
+/// reason added later reaches older clients as text rather than as a decoding error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// A line's product had too little stock left to reserve.
+    OutOfStock,
+    /// The payment was declined; no stock is kept.
+    PaymentDeclined,
+    /// The stock was reserved but the payment did not come before the hold lapsed; the
+    /// stock was released.
+    ReservationExpired,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::OutOfStock,
+        RejectReason::PaymentDeclined,
+        RejectReason::ReservationExpired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfStock => "out_of_stock",
+            RejectReason::PaymentDeclined => "payment_declined",
+            RejectReason::ReservationExpired => "reservation_expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
@@ -228,7 +263,9 @@ pub struct Order {
     /// document without it (written before the saga) reads as `pending`.
     #[serde(default)]
     pub step: OrderStep,
-    /// Why an order was rejected (`out_of_stock`, `payment_declined`); null otherwise.
+    /// Why an order was rejected: `out_of_stock`, `payment_declined` or
+    /// `reservation_expired` (the payment did not come before the hold on the stock lapsed);
+    /// null otherwise.
     pub reason: Option<String>,
     pub email: String,
     pub lines: Vec<OrderLine>,
@@ -359,7 +396,14 @@ pub struct QueueStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderCounts {
+    /// Orders not final yet (status `pending`), whatever their step.
     pub pending: i64,
+    /// Of the pending ones, those holding their stock (step `reserved`).
+    #[serde(default)]
+    pub reserved: i64,
+    /// Of the pending ones, those paid and not yet settled (step `paid`).
+    #[serde(default)]
+    pub paid: i64,
     pub fulfilled: i64,
     pub rejected: i64,
 }

@@ -54,6 +54,8 @@ pub struct LogicSettings {
     #[command(flatten)]
     pub near_cache: data::cache::near::NearCacheSettings,
     #[command(flatten)]
+    pub stock: crate::stock::StockSettings,
+    #[command(flatten)]
     pub data: DataSettings,
 }
 
@@ -86,6 +88,7 @@ impl LogicSettings {
             autoscaler_url: None,
             http_workers: 2,
             near_cache: data::cache::near::NearCacheSettings::default(),
+            stock: crate::stock::StockSettings::default(),
             data,
         }
     }

@@ -1,5 +1,5 @@
 //! Strata's logic tier: the private JSON API over the catalog and orders, cache-aside reads
-//! through Redis, the transactional outbox with its relay to RabbitMQ ([`relay`]), and the
+//! through Redis with a per-replica stock view ([`stock`]), the transactional outbox with its relay to RabbitMQ ([`relay`]), and the
 //! demo catalog of `logic seed` ([`seed`]).
 
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod relay;
 pub mod routes;
 pub mod seed;
 pub mod startup;
+pub mod stock;
 pub mod telemetry;
 pub mod validation;
 

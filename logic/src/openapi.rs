@@ -34,8 +34,9 @@ use crate::routes;
         routes::inventory::partitions,
         openapi_json,
     ),
-    // Schemas only named by a query parameter are not collected from the paths.
-    components(schemas(contracts::AuditAction)),
+    // Schemas only named by a query parameter (or, for the reasons, only in words: `reason`
+    // stays a string) are not collected from the paths.
+    components(schemas(contracts::AuditAction, contracts::OrderStep, contracts::RejectReason)),
     modifiers(&AdminAuth),
     tags(
         (name = "catalog", description = "products and categories"),

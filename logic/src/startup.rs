@@ -19,6 +19,7 @@ use crate::auth::AdminToken;
 use crate::error::ApiError;
 use crate::extract::{BODY_LIMIT, query_error};
 use crate::routes::{self, AppState};
+use crate::stock::StockView;
 use crate::telemetry::{self, Telemetry};
 
 pub struct Application {
@@ -31,12 +32,14 @@ pub struct Application {
     near_cache: JoinHandle<()>,
     pool: sqlx::PgPool,
     cache: Arc<Cache>,
+    stock: Arc<StockView>,
 }
 
 impl Application {
     /// Migrates the database (waiting for Postgres for a while), binds the listener and
     /// starts the relay. Port 0 picks a free port (tests).
     pub async fn build(settings: LogicSettings) -> anyhow::Result<Self> {
+        let stock_freshness = settings.stock.freshness()?;
         let data_settings = settings.data.clone().resolve_files()?;
         let admin = service::secrets::value_or_file(
             "ADMIN_TOKEN",
@@ -65,10 +68,13 @@ impl Application {
         let cache = Arc::new(Cache::with_near_cache(&data_settings, &settings.near_cache));
         telemetry::prometheus();
         data::cache::near::describe_metrics();
+        crate::stock::describe_metrics();
+        let stock = Arc::new(StockView::new(pool.clone(), stock_freshness));
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             cache: cache.clone(),
+            stock: stock.clone(),
             admin: AdminToken(admin),
             data: data_settings.clone(),
             rabbitmq_api_url: settings.rabbitmq_api_url.clone(),
@@ -166,6 +172,7 @@ impl Application {
             near_cache,
             pool,
             cache,
+            stock,
         })
     }
 
@@ -180,6 +187,11 @@ impl Application {
     /// The read cache (Redis and the near cache in front of it).
     pub fn cache(&self) -> Arc<Cache> {
         self.cache.clone()
+    }
+
+    /// The stock view laid over cached products.
+    pub fn stock(&self) -> Arc<StockView> {
+        self.stock.clone()
     }
 
     /// Uses `stop` as the stop token (the one `main` wired to the signals).

@@ -18,7 +18,8 @@
     }, 0);
   });
 
-  // 2. A pending order's status follows the server-sent events of /orders/{id}/events.
+  // 2. A pending order's step follows the server-sent events of /orders/{id}/events (one
+  //    per step change: pending, reserved, paid, then fulfilled or rejected).
   function watchOrder() {
     var status = document.getElementById("order-status");
     if (!status || !window.EventSource) return;
@@ -31,6 +32,7 @@
       status.textContent = data.label;
       status.className = "status status-" + data.status;
       status.setAttribute("data-status", data.status);
+      if (data.step) status.setAttribute("data-step", data.step);
       var detail = document.getElementById("order-detail");
       if (detail) detail.textContent = data.detail;
       if (data["final"]) {

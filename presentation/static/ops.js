@@ -151,6 +151,8 @@
     setStat("desired", show(a ? a.desired : null));
     setStat("dlq", show(s.dlq_depth));
     setStat("pending", show(o.pending));
+    setStat("reserved", show(o.reserved));
+    setStat("paid", show(o.paid));
     setStat("fulfilled", show(o.fulfilled));
     setStat("rejected", show(o.rejected));
     var r = ratio(num(c.hits) || 0, num(c.misses) || 0);

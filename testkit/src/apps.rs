@@ -57,6 +57,8 @@ pub struct Logic {
     pub base: String,
     /// Its read cache (Redis and the near cache in front of it).
     pub cache: Arc<Cache>,
+    /// Its stock view, laid over the cached products.
+    pub stock: Arc<logic::stock::StockView>,
     task: Task<anyhow::Result<()>>,
 }
 
@@ -76,6 +78,7 @@ pub async fn logic(
     Logic {
         base: format!("http://{}", app.address()),
         cache: app.cache(),
+        stock: app.stock(),
         task: Task::spawn(app.stop_token(), app.run_until_stopped()),
     }
 }

@@ -18,6 +18,8 @@ use crate::auth::AdminToken;
 pub struct AppState {
     pub pool: PgPool,
     pub cache: Arc<Cache>,
+    /// The stock laid over cached products ([`crate::stock`]).
+    pub stock: Arc<crate::stock::StockView>,
     pub admin: AdminToken,
     pub data: data::DataSettings,
     pub rabbitmq_api_url: String,

@@ -182,12 +182,15 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     };
     let orders = async {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status")
+            sqlx::query_as("SELECT step, count(*) FROM orders GROUP BY step")
                 .fetch_all(&state.pool)
                 .await?;
         let count = |s: &str| rows.iter().find(|r| r.0 == s).map_or(0, |r| r.1);
+        // `pending` keeps its meaning for older readers: every order not final yet.
         Ok::<_, sqlx::Error>(OrderCounts {
-            pending: count("pending"),
+            pending: count("pending") + count("reserved") + count("paid"),
+            reserved: count("reserved"),
+            paid: count("paid"),
             fulfilled: count("fulfilled"),
             rejected: count("rejected"),
         })

@@ -1,4 +1,5 @@
-//! Catalog reads (cache-aside through Redis) and the admin product update.
+//! Catalog reads (cache-aside through Redis, with the stock laid over from the replica's
+//! stock view, [`crate::stock`]) and the admin product update.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, web};
 use contracts::{
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::routes::{AppState, audit};
+use crate::stock::Freshness;
 use crate::telemetry::trace_context;
 use crate::validation;
 
@@ -95,8 +97,27 @@ pub async fn list(
         serde_json::to_string(&(&query.category, &query.q, query.page, query.per_page))
             .unwrap_or_default()
     );
-    let page = state.cache.get_or_load_catalog(&name, load).await?;
-    Ok(HttpResponse::Ok().json(page))
+    let mut page: ProductPage = state.cache.get_or_load_catalog(&name, load).await?;
+    // The cached page's stock may be minutes old; each item gets the stock view's.
+    let skus: Vec<&str> = page.items.iter().map(|p| p.sku.as_str()).collect();
+    let (stocks, freshness) = state.stock.stocks(&skus).await;
+    for item in &mut page.items {
+        if let Some(stock) = stocks.get(&item.sku) {
+            item.stock = *stock;
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(stock_header(freshness))
+        .json(page))
+}
+
+/// `X-Stock`: whether the stock in the answer is within `STOCK_FRESHNESS_MS` (`fresh`) or
+/// the last known one because Postgres could not be asked (`stale`).
+fn stock_header(freshness: Freshness) -> (&'static str, &'static str) {
+    match freshness {
+        Freshness::Fresh => ("X-Stock", "fresh"),
+        Freshness::Stale => ("X-Stock", "stale"),
+    }
 }
 
 /// Categories with the number of products in each.
@@ -117,11 +138,16 @@ pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(categories))
 }
 
-/// One product. The response says how it was served in `X-Cache` (hit, miss, bypass).
+/// One product. The response says how its body was served in `X-Cache` (hit, miss, bypass),
+/// and in `X-Stock` whether its stock is fresh (within `STOCK_FRESHNESS_MS`) or stale (the
+/// last known, Postgres being unreachable).
 #[utoipa::path(get, path = "/api/v1/products/{sku}", tag = "catalog",
     params(("sku" = String, Path, description = "the product's sku")),
     responses(
-        (status = 200, description = "the product", body = Product),
+        (status = 200, description = "the product", body = Product, headers(
+            ("X-Cache" = String, description = "how the body was served: hit, miss or bypass"),
+            ("X-Stock" = String, description = "fresh, or stale when Postgres could not be asked and the stock is the last known"),
+        )),
         (status = 404, description = "no such product (`product_not_found`)", body = ErrorBody),
         (status = 503, description = "Postgres unreachable", body = ErrorBody),
     ))]
@@ -155,10 +181,26 @@ pub async fn get(
         data::cache::Source::Miss => "miss",
         data::cache::Source::Bypass => "bypass",
     };
+    // The body's stock is as old as the cached copy; the stock view's replaces it, in the
+    // text itself (stock is the last field), so a hit still decodes nothing.
+    let (stocks, freshness) = state.stock.stocks(&[&sku]).await;
+    let body = match stocks.get(&sku) {
+        Some(stock) => match crate::stock::with_stock(&json, *stock) {
+            Some(body) => body,
+            None => {
+                let mut product: Product =
+                    serde_json::from_str(&json).map_err(anyhow::Error::from)?;
+                product.stock = *stock;
+                serde_json::to_string(&product).map_err(anyhow::Error::from)?
+            }
+        },
+        None => json.to_string(),
+    };
     Ok(HttpResponse::Ok()
         .insert_header(("X-Cache", source))
+        .insert_header(stock_header(freshness))
         .insert_header(actix_web::http::header::ContentType::json())
-        .body(json.to_string()))
+        .body(body))
 }
 
 /// Update a product (admin). The cached copy is dropped after the commit.
@@ -219,10 +261,13 @@ async fn apply_update(
         return Ok(HttpResponse::Ok().json(product));
     }
     let traceparent = Some(trace_context(req).child().to_string());
+    let read_at = std::time::Instant::now();
     let product = data::store::products::update(&state.pool, &sku, &patch, traceparent, caller)
         .await?
         .ok_or_else(|| ApiError::ProductNotFound(sku.clone()))?;
     state.cache.invalidate_product(&sku).await;
+    // This replica shows its own write at once; the others within their freshness.
+    state.stock.observe(&sku, product.stock, read_at);
     tracing::info!(product.sku = %sku, "product updated");
     Ok(HttpResponse::Ok().json(product))
 }

@@ -1,5 +1,5 @@
 //! Tests of logic against the real Postgres, Redis and RabbitMQ: its API black-box, with
-//! real workers consuming, the audit trail, the near cache, the `logic` binary's handling
+//! real workers consuming, the audit trail, the near cache and the stock view, the `logic` binary's handling
 //! of secrets, and what the binary runs beside the API (the outbox relay, the demo seed).
 //! One binary, one module per area.
 
@@ -16,4 +16,5 @@ mod relay;
 mod resilience;
 mod secrets;
 mod seed;
+mod stock;
 mod telemetry;

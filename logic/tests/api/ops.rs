@@ -133,6 +133,30 @@ async fn ops_stats_reads_the_queue_orders_and_cache() {
         stats.cache
     );
     assert!(stats.autoscaler.is_none(), "no AUTOSCALER_URL configured");
+
+    // Steps of the saga: still pending, and counted apart too.
+    for step in ["reserved", "paid"] {
+        sqlx::query(
+            "UPDATE orders SET step = $1 WHERE id = \
+             (SELECT id FROM orders WHERE step = 'pending' ORDER BY id LIMIT 1)",
+        )
+        .bind(step)
+        .execute(&app.env.pool)
+        .await
+        .expect("moving an order on");
+    }
+    let stats: contracts::OpsStats = app
+        .http
+        .get(app.url("/api/v1/ops/stats"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("GET stats")
+        .json()
+        .await
+        .expect("stats");
+    let o = stats.orders;
+    assert_eq!((o.pending, o.reserved, o.paid), (3, 1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

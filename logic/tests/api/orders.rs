@@ -202,5 +202,16 @@ async fn openapi_describes_every_route() {
     }
     assert!(doc["paths"]["/api/v1/products/{sku}"]["patch"].is_object());
     assert!(doc["components"]["schemas"]["Order"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["OrderStep"]["enum"],
+        serde_json::json!(["pending", "reserved", "paid", "fulfilled", "rejected"])
+    );
+    assert_eq!(
+        schemas["RejectReason"]["enum"],
+        serde_json::json!(["out_of_stock", "payment_declined", "reservation_expired"])
+    );
+    let product = &doc["paths"]["/api/v1/products/{sku}"]["get"]["responses"]["200"];
+    assert!(product["headers"]["X-Stock"].is_object(), "{product}");
     assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
 }

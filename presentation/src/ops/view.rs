@@ -97,6 +97,12 @@ pub fn tiles(stats: &OpsStats) -> Vec<Tile> {
             stats.orders.pending.to_string(),
         ),
         tile(
+            "reserved",
+            "of them reserved",
+            stats.orders.reserved.to_string(),
+        ),
+        tile("paid", "of them paid", stats.orders.paid.to_string()),
+        tile(
             "fulfilled",
             "Orders fulfilled",
             stats.orders.fulfilled.to_string(),

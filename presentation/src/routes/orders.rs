@@ -1,7 +1,9 @@
-//! `/orders/{id}`: the order and its status, kept live by server-sent events from
-//! `/orders/{id}/events`. Presentation has no broker access, so the stream polls logic on
-//! the private network every 500 ms and pushes only changes; it ends once the status is
-//! final. Without JavaScript a `<noscript>` refresh does the same job.
+//! `/orders/{id}`: the order and its step (pending → reserved → paid → fulfilled, or rejected
+//! with a reason), kept live by server-sent events from `/orders/{id}/events`. Presentation
+//! has no broker access, so the stream polls logic on the private network every 500 ms and
+//! pushes one `status` event per step change (carrying the coarse status too, for pages
+//! written before the steps); it ends once the order is final. Without JavaScript a
+//! `<noscript>` refresh does the same job.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use askama::Template;
 use contracts::trace::TraceParent;
-use contracts::{Order, OrderStatus};
+use contracts::{Order, OrderStep};
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -42,6 +44,7 @@ struct OrderPage {
     cart_units: i32,
     short_id: String,
     status: &'static str,
+    step: &'static str,
     status_label: &'static str,
     detail: &'static str,
     is_final: bool,
@@ -52,26 +55,36 @@ struct OrderPage {
     placed_at: String,
 }
 
-/// Label and explanation of an order's state.
+/// Label and explanation of an order's step (and, rejected, of its reason).
 pub fn describe(order: &Order) -> (&'static str, &'static str) {
-    match (order.status, order.reason.as_deref()) {
-        (OrderStatus::Pending, _) => (
+    match (order.step, order.reason.as_deref()) {
+        (OrderStep::Pending, _) => (
             "Pending",
             "We're confirming payment and reserving your items.",
         ),
-        (OrderStatus::Fulfilled, _) => (
+        (OrderStep::Reserved, _) => (
+            "Reserved",
+            "Your items are reserved for you. We're confirming payment.",
+        ),
+        (OrderStep::Paid, _) => ("Paid", "Payment confirmed. We're completing your order."),
+        (OrderStep::Fulfilled, _) => (
             "Fulfilled",
             "Payment confirmed and your items are reserved. Thank you!",
         ),
-        (OrderStatus::Rejected, Some("out_of_stock")) => (
+        (OrderStep::Rejected, Some("out_of_stock")) => (
             "Rejected",
             "Sorry, an item sold out before we could reserve it. You have not been charged.",
         ),
-        (OrderStatus::Rejected, Some("payment_declined")) => (
+        (OrderStep::Rejected, Some("payment_declined")) => (
             "Rejected",
             "Your payment was declined. You have not been charged.",
         ),
-        (OrderStatus::Rejected, _) => (
+        (OrderStep::Rejected, Some("reservation_expired")) => (
+            "Rejected",
+            "Payment was not confirmed in time, so your reserved items were released. \
+             You have not been charged.",
+        ),
+        (OrderStep::Rejected, _) => (
             "Rejected",
             "We could not complete this order. You have not been charged.",
         ),
@@ -101,6 +114,7 @@ pub async fn show(
         cart_units: cart.units(),
         short_id,
         status: order.status.as_str(),
+        step: order.step.as_str(),
         status_label,
         detail,
         is_final: order.status.is_final(),
@@ -127,7 +141,8 @@ struct Watch {
     ctx: TraceParent,
     id: Uuid,
     first: Option<Order>,
-    last: Option<OrderStatus>,
+    /// The step of the last event sent.
+    last: Option<OrderStep>,
     done: bool,
     ticks: u32,
     started: Instant,
@@ -138,6 +153,8 @@ fn event(order: &Order) -> Bytes {
     let (label, detail) = describe(order);
     let data = serde_json::json!({
         "status": order.status.as_str(),
+        "step": order.step.as_str(),
+        "reason": order.reason,
         "label": label,
         "detail": detail,
         "final": order.status.is_final(),
@@ -168,8 +185,8 @@ impl Watch {
                 }
             };
             match order {
-                Some(order) if Some(order.status) != self.last => {
-                    self.last = Some(order.status);
+                Some(order) if Some(order.step) != self.last => {
+                    self.last = Some(order.step);
                     self.done = order.status.is_final();
                     return Some(event(&order));
                 }

@@ -1,5 +1,6 @@
 //! Checkout: field errors from presentation and from logic, one order per idempotency key,
-//! and the order page following the status to its end, or to a stop of presentation.
+//! and the order page following the status (and each step of the saga) to its end, or to a
+//! stop of presentation.
 
 use std::time::{Duration, Instant};
 
@@ -198,6 +199,103 @@ async fn an_order_page_follows_the_status_from_pending_to_fulfilled() {
         "no stream for a final order"
     );
     assert!(!done.body.contains("http-equiv=\"refresh\""));
+}
+
+/// Moves an order to `step` in Postgres, as the fulfilment saga does.
+async fn set_step(shop: &Shop, order_path: &str, step: &str, reason: Option<&str>) {
+    let id: uuid::Uuid = order_path
+        .trim_start_matches("/orders/")
+        .parse()
+        .expect("an order id");
+    let status = match step {
+        "fulfilled" | "rejected" => step,
+        _ => "pending",
+    };
+    sqlx::query(
+        "UPDATE orders SET step = $2, status = $3, reason = $4, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(status)
+    .bind(reason)
+    .execute(&shop.env.pool)
+    .await
+    .expect("moving the order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_page_follows_every_step_of_the_saga_with_the_reason_in_words() {
+    let shop = spawn_shop().await;
+    let form = cart_with_lamps(&shop).await;
+    let placed = submit(&shop, &form, "ada@example.com").await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let order_path = placed.location().to_owned();
+    let pending = shop.client.get(&order_path).await;
+    assert!(
+        pending.body.contains("data-step=\"pending\""),
+        "{}",
+        pending.body
+    );
+
+    let stream = shop
+        .client
+        .http
+        .get(shop.client.url(&format!("{order_path}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let body = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(30), stream.text())
+            .await
+            .expect("the stream ends once the order is final")
+            .unwrap()
+    });
+    // Each step held for a few of the stream's polls (500 ms).
+    let pause = Duration::from_millis(1200);
+    tokio::time::sleep(pause).await;
+    set_step(&shop, &order_path, "reserved", None).await;
+    tokio::time::sleep(pause).await;
+    let reserved = shop.client.get(&order_path).await;
+    assert!(
+        reserved.body.contains("data-step=\"reserved\"")
+            && reserved.body.contains("data-status=\"pending\"")
+            && reserved.body.contains("Your items are reserved for you"),
+        "{}",
+        reserved.body
+    );
+    set_step(&shop, &order_path, "paid", None).await;
+    tokio::time::sleep(pause).await;
+    set_step(&shop, &order_path, "rejected", Some("reservation_expired")).await;
+    let body = body.await.unwrap();
+
+    let events: Vec<serde_json::Value> = body
+        .split("\n\n")
+        .filter_map(|chunk| chunk.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str(data).expect("event JSON"))
+        .collect();
+    let steps: Vec<&str> = events.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["pending", "reserved", "paid", "rejected"], "{body}");
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["pending", "pending", "pending", "rejected"]);
+    assert_eq!(events[2]["label"], "Paid");
+    let last = &events[3];
+    assert_eq!(last["reason"], "reservation_expired");
+    assert_eq!(last["final"], true);
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("your reserved items were released"),
+        "{last}"
+    );
+
+    let done = shop.client.get(&order_path).await;
+    assert!(done.body.contains("data-step=\"rejected\""));
+    assert!(done.body.contains("your reserved items were released"));
 }
 
 /// A stream of a pending order lasts until the order is final: a stop must end it rather

@@ -141,6 +141,8 @@ async fn a_wrong_password_gets_401_and_the_right_one_a_session_that_shows_the_nu
         page.body
     );
     assert!(page.body.contains("data-stat=\"pending\">0</dd>"));
+    assert!(page.body.contains("data-stat=\"reserved\">0</dd>"));
+    assert!(page.body.contains("data-stat=\"paid\">0</dd>"));
     assert!(
         page.body.contains("data-stat=\"dlq\">0</dd>"),
         "{}",
