@@ -6,7 +6,10 @@
 //! - rejected with a reason: status `rejected`, a reason, exactly one settlement event;
 //! - lost: accepted (its key is in Postgres, or the client got 202) but not final;
 //! - duplicated: more than one settlement event for the order (fulfilled or charged twice),
-//!   a 202 naming another order than the key holds, or an order that no client key names;
+//!   a 202 naming another order than the key holds, an order that no client key names, or
+//!   a wrong charge in the payment gateway's ledger (`payment_charges`): a fulfilled order
+//!   must be charged exactly once and not refunded, a rejected one not charged (declined)
+//!   or refunded; the gateway is idempotent per order, so calls beyond the first are fine;
 //! - oversold: per product, stock below zero or not equal to initial minus the quantities of
 //!   fulfilled orders (counted in units);
 //! - unanswered: no answer but 5xx or none at all; each must be found by its key and final,
@@ -133,6 +136,14 @@ pub async fn check(
     let settlements: HashMap<Uuid, i64> = settlements
         .into_iter()
         .filter_map(|(id, n)| Some((id?, n)))
+        .collect();
+    let charges: Vec<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT order_id, outcome, refunded_at IS NOT NULL FROM payment_charges")
+            .fetch_all(pool)
+            .await?;
+    let charges: HashMap<Uuid, (String, bool)> = charges
+        .into_iter()
+        .map(|(id, outcome, refunded)| (id, (outcome, refunded)))
         .collect();
     let keyless: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM orders o \
@@ -296,6 +307,18 @@ pub async fn check(
                 "lost"
             }
         };
+        let charge = charges
+            .get(id)
+            .map(|(outcome, refunded)| (outcome.as_str(), *refunded));
+        if let Some(wrong) = wrong_charge(status, charge) {
+            l.duplicated += 1;
+            note(
+                &mut p,
+                &mut counts,
+                "charge",
+                format!("order {id} is {status} but {wrong}"),
+            );
+        }
         if class != "lost" && events == 0 {
             note(
                 &mut p,
@@ -350,4 +373,16 @@ pub async fn check(
     };
     l.problems = p;
     Ok(l)
+}
+
+/// What is wrong with an order's charge (outcome, refunded) for its final status, if
+/// anything. A pending order may be anywhere in its saga: not judged here.
+pub fn wrong_charge(status: &str, charge: Option<(&str, bool)>) -> Option<&'static str> {
+    match (status, charge) {
+        ("fulfilled", Some(("approved", false))) => None,
+        ("fulfilled", None | Some(("declined", _))) => Some("was never charged"),
+        ("fulfilled", Some(_)) => Some("its charge was refunded"),
+        ("rejected", Some(("approved", false))) => Some("was charged and not refunded"),
+        _ => None,
+    }
 }

@@ -172,6 +172,10 @@ impl Stack {
                 "PAYMENT_LATENCY_MS",
                 self.plan.payment_latency_ms.to_string(),
             ),
+            (
+                "PAYMENT_TIMEOUT_MS",
+                (self.plan.payment_latency_ms + 5000).to_string(),
+            ),
             ("PAYMENT_DECLINE_RATE", "0".to_owned()),
         ]);
         env

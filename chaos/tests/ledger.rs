@@ -1,7 +1,8 @@
 //! The ledger checker against a real database: orders placed and fulfilled by the real
-//! placement statement and fulfilment transaction are classified as they are, and each kind
-//! of damage (an order left pending, a second settlement, stock taken without an order, a
-//! 500, a 503 outside the fault) is counted where it belongs.
+//! placement statement and fulfilment saga (with the simulated gateway's ledger) are
+//! classified as they are, and each kind of damage (an order left pending, a second
+//! settlement, a rejected order charged, stock taken without an order, a 500, a 503 outside
+//! the fault) is counted where it belongs.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,15 +12,7 @@ use chaos::load::{Attempt, Record};
 use contracts::{OrderLineRequest, PlaceOrder};
 use testkit::TestEnv;
 use uuid::Uuid;
-use worker::fulfilment::{Payment, fulfil};
-
-struct Approve;
-
-impl worker::fulfilment::Gateway for Approve {
-    async fn charge(&self, _total_cents: i64) -> Payment {
-        Payment::Approved
-    }
-}
+use worker::fulfilment::{PaymentGateway, fulfil};
 
 fn attempt(at: u64, status: Option<u16>, retry_after: bool) -> Attempt {
     Attempt {
@@ -44,7 +37,8 @@ async fn place(env: &TestEnv, key: &str, sku: &str) -> Uuid {
 }
 
 async fn settle(env: &TestEnv, id: Uuid) {
-    fulfil(&env.pool, &Approve, Uuid::new_v4(), id, None)
+    let approve = PaymentGateway::new(&env.pool, Duration::ZERO, 0.0);
+    fulfil(&env.pool, &approve, Uuid::new_v4(), id, None)
         .await
         .expect("fulfilling");
 }
@@ -124,8 +118,9 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
     assert_eq!((clean.http_5xx, clean.http_5xx_failures), (1, 0));
     assert_eq!(clean.rows.len(), 5);
 
-    // Damage: an accepted order left pending, a second settlement event for `a`, a unit of
-    // stock gone without an order, a 500, and a 503 long after the fault.
+    // Damage: an accepted order left pending, a second settlement event for `a`, a charge
+    // for the rejected `h2`, a unit of stock gone without an order, a 500, and a 503 long
+    // after the fault.
     let pending = place(&env, "k-pending", "CHAOS-A").await;
     records.push(record(
         "k-pending",
@@ -146,6 +141,14 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
     .execute(&env.pool)
     .await
     .expect("a second settlement");
+    // The order rejected out of stock, charged all the same and never refunded.
+    sqlx::query(
+        "INSERT INTO payment_charges (order_id, amount_cents, outcome) VALUES ($1, 100, 'approved')",
+    )
+    .bind(h2)
+    .execute(&env.pool)
+    .await
+    .expect("a wrong charge");
     sqlx::query("UPDATE products SET stock = stock - 1 WHERE sku = 'CHAOS-A'")
         .execute(&env.pool)
         .await
@@ -155,7 +158,15 @@ async fn every_order_lands_in_its_class_and_damage_is_counted() {
         .expect("checking");
     assert!(!damaged.passed());
     assert_eq!(damaged.lost, 1, "{:?}", damaged.problems);
-    assert_eq!(damaged.duplicated, 1, "{:?}", damaged.problems);
+    assert_eq!(damaged.duplicated, 2, "{:?}", damaged.problems);
+    assert!(
+        damaged
+            .problems
+            .iter()
+            .any(|p| p.contains("charged and not refunded")),
+        "{:?}",
+        damaged.problems
+    );
     assert_eq!(damaged.oversold, 1, "{:?}", damaged.problems);
     assert_eq!((damaged.http_5xx, damaged.http_5xx_failures), (3, 2));
 }
@@ -192,4 +203,18 @@ async fn an_order_no_client_asked_for_is_a_duplicate() {
         .await
         .expect("checking");
     assert_eq!(l.duplicated, 1, "{:?}", l.problems);
+}
+
+#[test]
+fn a_charge_is_right_only_once_and_only_for_fulfilled_orders() {
+    use chaos::ledger::wrong_charge;
+    assert_eq!(wrong_charge("fulfilled", Some(("approved", false))), None);
+    assert!(wrong_charge("fulfilled", None).is_some());
+    assert!(wrong_charge("fulfilled", Some(("declined", false))).is_some());
+    assert!(wrong_charge("fulfilled", Some(("approved", true))).is_some());
+    assert_eq!(wrong_charge("rejected", None), None);
+    assert_eq!(wrong_charge("rejected", Some(("declined", false))), None);
+    assert_eq!(wrong_charge("rejected", Some(("approved", true))), None);
+    assert!(wrong_charge("rejected", Some(("approved", false))).is_some());
+    assert_eq!(wrong_charge("pending", Some(("approved", false))), None);
 }

@@ -18,6 +18,32 @@ pub struct WorkerSettings {
     /// Share of payments the simulated gateway declines, 0.0 to 1.0.
     #[arg(long, env = "PAYMENT_DECLINE_RATE", default_value_t = 0.0)]
     pub payment_decline_rate: f64,
+    /// Share of payment calls the simulated gateway never answers, 0.0 to 1.0 (the
+    /// payment timeout or the visibility deadline cuts them).
+    #[arg(long, env = "PAYMENT_HANG_RATE", default_value_t = 0.0)]
+    pub payment_hang_rate: f64,
+    /// Bound of one call to the payment gateway, in milliseconds; a call without answer
+    /// is tried again (a few attempts with backoff, the order id as idempotency key),
+    /// then the message returns to the queue.
+    #[arg(long, env = "PAYMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub payment_timeout_ms: u64,
+    /// How long a reservation holds its stock, in seconds; past it the sweeper releases
+    /// it. Must exceed `WORKER_VISIBILITY_MAX_SECS`, so that no delivery still works on a
+    /// reservation that lapses.
+    #[arg(long, env = "RESERVATION_TTL_SECS", default_value_t = 600)]
+    pub reservation_ttl_secs: u64,
+    /// How often the reservation sweeper looks for lapsed reservations, in seconds.
+    #[arg(long, env = "RESERVATION_SWEEP_SECS", default_value_t = 5)]
+    pub reservation_sweep_secs: u64,
+    /// A delivery's deadline, in seconds: past it the worker drops the work and gives the
+    /// message back for another worker. Each step that starts (reserve, each payment
+    /// call, settle) pushes it out by this much again.
+    #[arg(long, env = "WORKER_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
+    pub visibility_timeout_secs: u64,
+    /// The furthest the steps may push a delivery's deadline, in seconds from its start
+    /// (the pauses of a database outage do not count).
+    #[arg(long, env = "WORKER_VISIBILITY_MAX_SECS", default_value_t = 300)]
+    pub visibility_max_secs: u64,
     /// Delay before a message that failed for a transient reason other than an outage
     /// (a lock or statement timeout, say) goes back to the queue, in milliseconds. Such
     /// returns count against the delivery limit; an outage does not (it is waited out).
@@ -90,10 +116,64 @@ impl WorkerSettings {
         Duration::from_millis(self.outage_max_delay_ms.max(200))
     }
 
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs.max(1))
+    }
+
+    pub fn visibility_max(&self) -> Duration {
+        Duration::from_secs(self.visibility_max_secs).max(self.visibility_timeout())
+    }
+
+    pub fn reservation_sweep(&self) -> Duration {
+        Duration::from_secs(self.reservation_sweep_secs.max(1))
+    }
+
+    pub fn saga(&self) -> crate::fulfilment::SagaSettings {
+        crate::fulfilment::SagaSettings {
+            reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
+            payment_timeout: Duration::from_millis(self.payment_timeout_ms.max(1)),
+        }
+    }
+
+    /// A reservation must outlast every delivery that may work on it: one that lapsed
+    /// under a live delivery would be released while its payment is being taken.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if Duration::from_secs(self.reservation_ttl_secs) <= self.visibility_max() {
+            anyhow::bail!(
+                "RESERVATION_TTL_SECS ({}) must exceed WORKER_VISIBILITY_MAX_SECS ({}): a \
+                 reservation could lapse while a delivery still works on it",
+                self.reservation_ttl_secs,
+                self.visibility_max().as_secs()
+            );
+        }
+        Ok(())
+    }
+
     /// Defaults (and the environment), with the given data settings: for tests and embedding.
     pub fn with_data(data: DataSettings) -> Self {
         let mut settings = WorkerSettings::parse_from(["worker"]);
         settings.data = data;
         settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_must_outlast_the_longest_delivery() {
+        let mut settings = WorkerSettings::parse_from(["worker"]);
+        settings.check().expect("the defaults fit: 600 s > 300 s");
+        settings.reservation_ttl_secs = 300;
+        let err = settings.check().expect_err("equal is not enough");
+        assert!(
+            err.to_string().contains(
+                "RESERVATION_TTL_SECS (300) must exceed WORKER_VISIBILITY_MAX_SECS (300)"
+            ),
+            "{err}"
+        );
+        settings.visibility_max_secs = 60;
+        settings.check().expect("300 s > 60 s");
     }
 }

@@ -1,6 +1,8 @@
 //! Strata's fulfilment worker: consumes `orders.fulfil` with manual acks and a prefetch,
-//! runs one Postgres transaction per order, acks only after the commit, and drains
-//! in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
+//! runs each order as a saga of short transactions around the payment (the order's step
+//! is the state; a redelivery resumes it), works on each delivery under a visibility
+//! deadline ([`visibility`]), acks only after the last commit, sweeps lapsed
+//! reservations, and drains in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
 //! ([`inventory`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
 //! `/metrics`.
 
@@ -13,6 +15,7 @@ pub mod inventory;
 pub mod parent;
 pub mod startup;
 pub mod telemetry;
+pub mod visibility;
 
 pub use config::WorkerSettings;
 pub use fulfilment::{Disposition, handle_message};

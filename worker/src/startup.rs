@@ -35,10 +35,13 @@ impl Application {
     pub fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
         let data = settings.data.clone().resolve_files()?;
         let pool = data::store::db::pool(&data)?;
-        let gateway = PaymentGateway {
-            latency: Duration::from_millis(settings.payment_latency_ms),
-            decline_rate: settings.payment_decline_rate.clamp(0.0, 1.0),
-        };
+        settings.check()?;
+        let gateway = PaymentGateway::new(
+            &pool,
+            Duration::from_millis(settings.payment_latency_ms),
+            settings.payment_decline_rate,
+        )
+        .with_hang_rate(settings.payment_hang_rate);
         let readiness = Arc::new(Readiness::default());
         let health = settings
             .health_listen
@@ -52,7 +55,8 @@ impl Application {
             })
             .transpose()?;
         let health_addr = health.as_ref().map(HealthServer::local_addr).transpose()?;
-        // One permit per pooled connection: how many messages are processed at once.
+        // One permit per pooled connection: how many saga steps run at once (a payment in
+        // flight holds none).
         let slots = Arc::new(Semaphore::new(data.database_max_connections.max(1) as usize));
         let stop = CancellationToken::new();
         let settings = Arc::new(WorkerSettings { data, ..settings });
@@ -129,11 +133,16 @@ impl Application {
             let at = *stopped_at.get_or_init(Instant::now);
             tokio::time::sleep_until(at + drain_timeout).await;
         };
-        // Both consumers (the orders and the FIFO partitions), boxed, so that dropping them
+        // Both consumers (the orders and the FIFO partitions) and the sweeper, boxed, so that dropping them
         // below aborts the message tasks they still hold (and
         // returns their pooled connections) before the pool is closed.
+        let sweeper = crate::fulfilment::sweeper::run(
+            self.pool.clone(),
+            self.consumer.settings.reservation_sweep(),
+            stop.clone(),
+        );
         let mut run = Box::pin(async {
-            tokio::join!(self.consumer.run(), self.fifo.run());
+            tokio::join!(self.consumer.run(), self.fifo.run(), sweeper);
         });
         tokio::pin!(deadline);
         let drained = tokio::select! {

@@ -96,6 +96,11 @@ impl Rig {
             ("REDIS_URL", d.redis_url.expose_secret().to_owned()),
             ("REDIS_KEY_PREFIX", d.redis_key_prefix.clone()),
             ("PAYMENT_LATENCY_MS", payment_latency_ms.to_string()),
+            // A payment call is cut at this bound: keep it well above the latency.
+            (
+                "PAYMENT_TIMEOUT_MS",
+                (payment_latency_ms + 5000).max(5000).to_string(),
+            ),
             ("PAYMENT_DECLINE_RATE", "0".to_owned()),
             ("WORKER_PREFETCH", "1".to_owned()),
             ("RUST_LOG", "warn".to_owned()),

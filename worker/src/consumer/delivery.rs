@@ -1,12 +1,19 @@
-//! One delivery's life: handled as soon as a pooled connection is free, attempted again
-//! in place while Postgres is out of reach, then settled (ack, nack to the queue, or
-//! dead-letter), every settlement bounded.
+//! One delivery's life: its saga run step by step (each database step waits for a slot,
+//! a pooled connection, and gives it back; a payment in flight holds none), attempted
+//! again in place while Postgres is out of reach, under a visibility deadline, then
+//! settled (ack, nack to the queue, or dead-letter), every settlement bounded.
 //!
 //! Waiting out an outage in place, holding the message, keeps the delivery limit for
 //! messages that fail by themselves: a return to the queue would count one delivery per
 //! attempt and send valid orders to the DLQ after a few seconds of outage. It also keeps
 //! outages off the requeue path, where RabbitMQ 3.10's quorum queues grant a consumer
 //! extra credit each time a requeued message is dead-lettered (fixed in 3.11).
+//!
+//! The visibility deadline ([`Visibility`]) bounds the work, not the outage: it is
+//! suspended while the delivery pauses for the database and starts afresh with the next
+//! attempt. Past the deadline the work is dropped (its transaction rolls back, its slot is
+//! freed) and the message goes back to the queue for another worker; that return counts
+//! against the delivery limit, as a receive does against SQS's `maxReceiveCount`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Consumer, bounded};
-use crate::fulfilment::{Disposition, handle_message};
+use crate::fulfilment::{Disposition, Saga};
 use crate::health::DatabaseWait;
+use crate::visibility::Visibility;
 
 /// The first pause after a failed attempt during an outage (they double from there).
 const FIRST_OUTAGE_DELAY: Duration = Duration::from_millis(200);
@@ -58,6 +66,11 @@ impl Consumer {
         let retry_delay = self.settings.retry_delay();
         let outage_max_delay = self.settings.outage_max_delay();
         let limit = self.settings.broker_timeout();
+        let saga_settings = self.settings.saga();
+        let visibility = Visibility::new(
+            self.settings.visibility_timeout(),
+            self.settings.visibility_max(),
+        );
         let message_id = delivery
             .properties
             .message_id()
@@ -82,19 +95,24 @@ impl Consumer {
             let attempts = AtomicU64::new(0);
             let (pool, slots, gateway, body) = (&pool, &slots, &gateway, &delivery.data);
             let (message_id, stop_ref, lost_ref) = (message_id.as_deref(), &stop, &lost);
+            let visibility = &visibility;
             let attempt = move || async move {
                 if stop_ref.is_cancelled() || lost_ref.is_cancelled() {
                     return Err(GaveUp::Interrupted);
                 }
-                // Prefetched beyond the pool, a message waits here for a connection,
+                visibility.restart();
+                // Prefetched beyond the pool, a message waits for a slot at each step,
                 // without the pool's acquire timeout.
-                let _slot = slots.acquire().await;
-                match handle_message(pool, gateway, message_id, body).await {
+                let saga = Saga::new(pool, gateway)
+                    .settings(saga_settings)
+                    .slots(slots)
+                    .visibility(visibility);
+                match saga.handle(message_id, body).await {
                     Disposition::Unavailable(reason) => Err(GaveUp::Unavailable(reason)),
                     other => Ok(other),
                 }
             };
-            let outcome = attempt
+            let work = attempt
                 .retry(
                     ExponentialBuilder::default()
                         .with_min_delay(FIRST_OUTAGE_DELAY)
@@ -108,6 +126,7 @@ impl Consumer {
                     let GaveUp::Unavailable(reason) = gave_up else {
                         return;
                     };
+                    visibility.suspend();
                     wait.note();
                     metrics::counter!("strata_worker_database_retries_total").increment(1);
                     let n = attempts.fetch_add(1, Ordering::Relaxed);
@@ -115,9 +134,24 @@ impl Consumer {
                         tracing::warn!(%reason, attempts = n + 1, ?pause,
                             "database out of reach; holding the message and trying again");
                     }
-                })
-                .await;
+                });
+            let outcome = tokio::select! {
+                outcome = work => Some(outcome),
+                () = visibility.expired() => None,
+            };
             drop(wait);
+            let Some(outcome) = outcome else {
+                metrics::counter!("strata_worker_visibility_expired_total").increment(1);
+                metrics::counter!("strata_worker_messages_total", "outcome" => "expired")
+                    .increment(1);
+                tracing::warn!("visibility deadline passed; the work is dropped and the message goes back to the queue");
+                if !lost.is_cancelled()
+                    && let Err(err) = give_back(&delivery, limit).await
+                {
+                    tracing::warn!(error = format!("{err:#}"), "could not settle the delivery");
+                }
+                return;
+            };
             let result = match outcome {
                 Ok(Disposition::Ack(_)) => {
                     bounded(limit, "basic.ack", delivery.ack(BasicAckOptions::default()))

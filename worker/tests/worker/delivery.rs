@@ -9,11 +9,8 @@ use worker::{Disposition, handle_message};
 
 use crate::helpers::Rig;
 
-fn gateway(decline_rate: f64) -> PaymentGateway {
-    PaymentGateway {
-        latency: Duration::ZERO,
-        decline_rate,
-    }
+fn gateway(pool: &sqlx::PgPool, decline_rate: f64) -> PaymentGateway {
+    PaymentGateway::new(pool, Duration::ZERO, decline_rate)
 }
 
 #[tokio::test]
@@ -24,9 +21,21 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     let (message_id, body) = rig.command_body(id).await;
     let mid = message_id.to_string();
 
-    let first = handle_message(&rig.env.pool, &gateway(0.0), Some(&mid), &body).await;
+    let first = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&mid),
+        &body,
+    )
+    .await;
     assert_eq!(first, Disposition::Ack(Some(Outcome::Fulfilled)));
-    let second = handle_message(&rig.env.pool, &gateway(0.0), Some(&mid), &body).await;
+    let second = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&mid),
+        &body,
+    )
+    .await;
     assert_eq!(second, Disposition::Ack(Some(Outcome::Duplicate)));
     assert_eq!(rig.env.stock("DUP-1").await, 3);
     assert_eq!(rig.processed().await, 1);
@@ -34,7 +43,13 @@ async fn a_message_handled_twice_changes_nothing_the_second_time() {
     // Another command for the order under another message id (a redriven copy keeps its
     // id, but one whose record was pruned looks the same) finds the order final.
     let other = uuid::Uuid::now_v7().to_string();
-    let third = handle_message(&rig.env.pool, &gateway(0.0), Some(&other), &body).await;
+    let third = handle_message(
+        &rig.env.pool,
+        &gateway(&rig.env.pool, 0.0),
+        Some(&other),
+        &body,
+    )
+    .await;
     assert!(matches!(
         third,
         Disposition::Ack(Some(Outcome::AlreadyFinal(_)))
@@ -68,14 +83,14 @@ async fn the_same_message_delivered_twice_by_the_broker_is_applied_once() {
 }
 
 #[tokio::test]
-async fn payment_declined_rejects_without_taking_stock() {
+async fn payment_declined_rejects_and_gives_the_reserved_stock_back() {
     let rig = Rig::new().await;
     rig.env.product("DEC-1", 100, 5).await;
     let id = rig.place("DEC-1", 2).await;
     let (message_id, body) = rig.command_body(id).await;
     let d = handle_message(
         &rig.env.pool,
-        &gateway(1.0),
+        &gateway(&rig.env.pool, 1.0),
         Some(&message_id.to_string()),
         &body,
     )
@@ -95,6 +110,13 @@ async fn payment_declined_rejects_without_taking_stock() {
             .await
             .expect("count");
     assert_eq!(events, 1);
+    let (outcome, calls): (String, i32) =
+        sqlx::query_as("SELECT outcome, calls FROM payment_charges WHERE order_id = $1")
+            .bind(id)
+            .fetch_one(&rig.env.pool)
+            .await
+            .expect("the gateway's ledger");
+    assert_eq!((outcome.as_str(), calls), ("declined", 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -143,9 +165,9 @@ async fn messages_prefetched_beyond_the_pool_wait_for_a_connection_not_a_retry()
     for _ in 0..12 {
         ids.push(rig.place("SLOT-1", 1).await);
     }
-    // Twelve messages in hand, two connections, each held 150 ms by the payment: most
-    // messages wait far longer than the pool's acquire timeout. Had they waited in the
-    // pool, they would fail, go back to the queue and end in the DLQ past the limit.
+    // Twelve messages in hand, two connections: most messages wait for a slot longer than
+    // the pool's acquire timeout at some step. Had they waited in the pool, they would
+    // fail, go back to the queue and end in the DLQ past the limit.
     rig.spawn_worker(|s| {
         s.prefetch = 12;
         s.payment_latency_ms = 150;

@@ -1,11 +1,12 @@
-//! Lock modes of the fulfilment transaction against order placement, on the real Postgres.
+//! Locks of the fulfilment saga against order placement and other orders of the same
+//! products, on the real Postgres.
 
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
 use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
-use worker::fulfilment::{Gateway, Outcome, Payment, fulfil};
+use worker::fulfilment::{Gateway, GatewayError, Outcome, Payment, fulfil};
 
 /// A gateway that says when it is charging and then waits to be released.
 struct Held {
@@ -14,14 +15,18 @@ struct Held {
 }
 
 impl Gateway for Held {
-    async fn charge(&self, _total_cents: i64) -> Payment {
+    async fn charge(&self, _order_id: Uuid, _total_cents: i64) -> Result<Payment, GatewayError> {
         if let Some(charging) = self.charging.lock().await.take() {
             let _ = charging.send(());
         }
         if let Some(release) = self.release.lock().await.take() {
             let _ = release.await;
         }
-        Payment::Approved
+        Ok(Payment::Approved)
+    }
+
+    async fn refund(&self, _order_id: Uuid) -> Result<(), GatewayError> {
+        Ok(())
     }
 }
 
@@ -38,13 +43,12 @@ fn order(skus: &[&str]) -> PlaceOrder {
     }
 }
 
-/// A worker holds its product locks while the payment gateway answers. Placing another
-/// order for the same products (in the opposite line order) meanwhile must go through at
-/// once: it only needs the products to exist, not their stock. With a lock mode that
-/// conflicts with the foreign-key check this waits for the payment, and with two products
-/// locked in opposite orders the two transactions deadlock.
+/// A worker waits for the payment gateway with no lock held: placing another order for
+/// the same products (in the opposite line order) meanwhile goes through at once, and so
+/// does the whole fulfilment of that other order. Under the single transaction that
+/// charged with the product rows locked, the second fulfilment waited for the payment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
+async fn a_payment_in_progress_holds_no_lock_on_its_products() {
     let env = testkit::TestEnv::new().await;
     env.product("LCK-A", 100, 10).await;
     env.product("LCK-B", 100, 10).await;
@@ -63,27 +67,32 @@ async fn placing_an_order_does_not_wait_for_a_payment_in_progress() {
         tokio::spawn(async move { fulfil(&pool, &gateway, Uuid::now_v7(), first.id, None).await });
     charging_rx
         .await
-        .expect("the worker reaches the payment with both products locked");
+        .expect("the worker reaches the payment with the stock reserved");
+    assert_eq!(env.stock("LCK-A").await, 9, "reserved before the payment");
 
-    // Generous bound: this either succeeds at once or waits for the payment forever.
+    // Generous bounds: these either succeed at once or wait for the payment forever.
     let second = tokio::time::timeout(
         Duration::from_secs(10),
         data::store::orders::place(&env.pool, &order(&["LCK-B", "LCK-A"]), None, None),
     )
     .await
-    .expect("placing must not wait for the worker's product locks")
+    .expect("placing must not wait for the payment in progress")
     .expect("second order");
-
-    release_tx.send(()).expect("worker still waiting");
-    let outcome = worker.await.expect("join").expect("fulfil");
-    assert_eq!(outcome, Outcome::Fulfilled);
     let instant = Held {
         charging: Mutex::new(None),
         release: Mutex::new(None),
     };
-    let outcome = fulfil(&env.pool, &instant, Uuid::now_v7(), second.0.id, None)
-        .await
-        .expect("fulfil second");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        fulfil(&env.pool, &instant, Uuid::now_v7(), second.0.id, None),
+    )
+    .await
+    .expect("another order of the same products must not wait for the payment")
+    .expect("fulfil second");
+    assert_eq!(outcome, Outcome::Fulfilled);
+
+    release_tx.send(()).expect("worker still waiting");
+    let outcome = worker.await.expect("join").expect("fulfil");
     assert_eq!(outcome, Outcome::Fulfilled);
     assert_eq!(env.stock("LCK-A").await, 8);
     assert_eq!(env.stock("LCK-B").await, 8);

@@ -1,6 +1,6 @@
 //! The fulfilment worker against the real services: duplicates, crashes, drains, poison
-//! messages, the dead-letter queue, broker connections cut or gone silent, and database
-//! outages.
+//! messages, the dead-letter queue, broker connections cut or gone silent, database
+//! outages, and the fulfilment saga's crash points.
 
 mod delivery;
 mod fifo;
@@ -10,3 +10,4 @@ mod locks;
 mod outage;
 mod plans;
 mod processes;
+mod saga;

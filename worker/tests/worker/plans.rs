@@ -18,14 +18,6 @@ async fn plans(pool: &sqlx::PgPool, start: &str) -> (i64, i64) {
     .expect("the statement is prepared on this connection")
 }
 
-/// A gateway that approves at once.
-fn instant() -> PaymentGateway {
-    PaymentGateway {
-        latency: std::time::Duration::ZERO,
-        decline_rate: 0.0,
-    }
-}
-
 #[tokio::test]
 async fn placing_and_fulfilling_reuse_a_generic_plan() {
     let env = testkit::TestEnv::new().await;
@@ -64,8 +56,10 @@ async fn placing_and_fulfilling_reuse_a_generic_plan() {
                 .expect("place");
         orders.push(placed.id);
     }
+    // A gateway that approves at once, its ledger on the same single connection.
+    let instant = PaymentGateway::new(&pool, std::time::Duration::ZERO, 0.0);
     for id in &orders {
-        let outcome = worker::fulfilment::fulfil(&pool, &instant(), Uuid::now_v7(), *id, None)
+        let outcome = worker::fulfilment::fulfil(&pool, &instant, Uuid::now_v7(), *id, None)
             .await
             .expect("fulfil");
         assert_eq!(outcome, Outcome::Fulfilled);
@@ -80,12 +74,17 @@ async fn placing_and_fulfilling_reuse_a_generic_plan() {
     let (generic, custom) = plans(&pool, "WITH stock AS").await;
     assert!(
         generic >= 5,
-        "settlement: {generic} generic, {custom} custom plans"
+        "reservation: {generic} generic, {custom} custom plans"
     );
-    let (generic, custom) = plans(&pool, "WITH first AS").await;
+    let (generic, custom) = plans(&pool, "WITH recorded AS").await;
     assert!(
         generic >= 5,
-        "claim: {generic} generic, {custom} custom plans"
+        "settlement: {generic} generic, {custom} custom plans"
+    );
+    let (generic, custom) = plans(&pool, "WITH the_order AS").await;
+    assert!(
+        generic >= 5,
+        "lock: {generic} generic, {custom} custom plans"
     );
     pool.close().await;
 }

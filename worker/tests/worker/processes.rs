@@ -8,7 +8,16 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::Rig;
 
-fn spawn_worker_process(rig: &Rig, payment_latency_ms: u64) -> Child {
+pub fn spawn_worker_process(rig: &Rig, payment_latency_ms: u64) -> Child {
+    spawn_worker_process_with(rig, payment_latency_ms, &[])
+}
+
+/// A worker process with further settings (`extra`, applied last).
+pub fn spawn_worker_process_with(
+    rig: &Rig,
+    payment_latency_ms: u64,
+    extra: &[(&str, &str)],
+) -> Child {
     let data = &rig.env.data;
     Command::new(env!("CARGO_BIN_EXE_worker"))
         .env("DATABASE_URL", data.database_url.expose_secret())
@@ -16,8 +25,14 @@ fn spawn_worker_process(rig: &Rig, payment_latency_ms: u64) -> Child {
         .env("REDIS_URL", data.redis_url.expose_secret())
         .env("AMQP_DELIVERY_LIMIT", data.delivery_limit.to_string())
         .env("PAYMENT_LATENCY_MS", payment_latency_ms.to_string())
+        // The payment's bound stays above its latency: these tests mean slow payments.
+        .env(
+            "PAYMENT_TIMEOUT_MS",
+            (payment_latency_ms + 5000).to_string(),
+        )
         .env("WORKER_PREFETCH", "1")
         .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -26,7 +41,7 @@ fn spawn_worker_process(rig: &Rig, payment_latency_ms: u64) -> Child {
 }
 
 /// Waits until the broker has delivered a message that nobody acked yet.
-async fn wait_in_flight(rig: &Rig) {
+pub async fn wait_in_flight(rig: &Rig) {
     testkit::eventually(Duration::from_secs(30), "a message in flight", || async {
         let (ready, unacked) = rig.env.queue_counts(contracts::FULFIL_QUEUE).await?;
         (ready == 0 && unacked == 1).then_some(())
