@@ -163,25 +163,23 @@ impl<'a, G: Gateway> Saga<'a, G> {
                 Next::Charge { total_cents }
             }
             OrderStep::Pending => {
-                let ending = Ending::Rejected {
-                    reason: "out_of_stock",
-                    give_back: None,
-                };
-                steps::finish(
+                reject(
                     &mut tx,
-                    Some(message_id),
+                    message_id,
                     order_id,
-                    ending,
-                    traceparent.clone(),
+                    "out_of_stock",
+                    None,
+                    traceparent,
                 )
-                .await?;
-                Next::Done(Outcome::Rejected("out_of_stock".to_owned()))
+                .await?
             }
             OrderStep::Reserved => Next::Charge { total_cents },
             OrderStep::Paid => Next::Fulfil { total_cents },
             done @ (OrderStep::Fulfilled | OrderStep::Rejected) => {
                 let outcome = self.already_final(&mut tx, message_id, done).await?;
                 tx.commit().await?;
+                // The gateway writes its ledger through the pool: no slot held meanwhile.
+                drop(step);
                 if locked.reason.as_deref() == Some("reservation_expired") {
                     // Released by the sweeper: a charge made before may still stand.
                     self.refund(order_id).await?;
@@ -262,21 +260,19 @@ impl<'a, G: Gateway> Saga<'a, G> {
             }
             (Payment::Approved, OrderStep::Paid) => Next::Fulfil { total_cents },
             (Payment::Declined, OrderStep::Reserved) => {
-                let ending = Ending::Rejected {
-                    reason: "payment_declined",
-                    give_back: Some(&locked),
-                };
-                steps::finish(
+                let reason = "payment_declined";
+                let done = reject(
                     &mut tx,
-                    Some(message_id),
+                    message_id,
                     order_id,
-                    ending,
-                    traceparent.clone(),
+                    reason,
+                    Some(&locked),
+                    traceparent,
                 )
                 .await?;
                 tx.commit().await?;
                 outbox::announce(self.pool, &mut step.conn).await;
-                return Ok(Next::Done(Outcome::Rejected("payment_declined".to_owned())));
+                return Ok(done);
             }
             (_, done @ (OrderStep::Fulfilled | OrderStep::Rejected)) => {
                 let outcome = self.already_final(&mut tx, message_id, done).await?;
@@ -352,4 +348,19 @@ pub async fn fulfil(
     Saga::new(pool, gateway)
         .fulfil(message_id, order_id, traceparent)
         .await
+}
+
+/// Rejects the order for `reason` in `tx`, giving back what `give_back` reserved, and
+/// records the message: the compensation and the out-of-stock end share it.
+async fn reject(
+    tx: &mut sqlx::PgConnection,
+    message_id: Uuid,
+    order_id: Uuid,
+    reason: &'static str,
+    give_back: Option<&steps::Locked>,
+    traceparent: &Option<String>,
+) -> Result<Next, FulfilError> {
+    let ending = Ending::Rejected { reason, give_back };
+    steps::finish(tx, Some(message_id), order_id, ending, traceparent.clone()).await?;
+    Ok(Next::Done(Outcome::Rejected(reason.to_owned())))
 }
