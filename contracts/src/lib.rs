@@ -5,8 +5,10 @@ pub mod api;
 mod integral;
 pub mod inventory;
 pub mod messages;
+pub mod subscriptions;
 pub mod trace;
 
 pub use api::*;
 pub use inventory::*;
 pub use messages::*;
+pub use subscriptions::*;

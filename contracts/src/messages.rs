@@ -1,5 +1,7 @@
 //! Envelopes of the messages on the broker: commands to workers and events to subscribers.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
@@ -35,13 +37,27 @@ pub struct Envelope<T> {
     /// W3C trace context of the request that caused this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// What a subscription's filter policy tests (SNS's message attributes): `type` (the
+    /// event type, e.g. `order.fulfilled`) and the event's own, such as `total_cents` or
+    /// `category`. Values are strings, numbers, booleans or arrays of strings. Commands
+    /// carry none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: Attributes,
     pub payload: T,
 }
+
+/// Message attributes: name -> string, number, boolean or array of strings.
+pub type Attributes = BTreeMap<String, serde_json::Value>;
 
 /// A payload type names its message type and schema version once.
 pub trait MessageKind: Serialize + DeserializeOwned {
     const KIND: &'static str;
     const SCHEMA_VERSION: u32;
+
+    /// The attributes a filter policy can test; none unless the kind says otherwise.
+    fn attributes(&self) -> Attributes {
+        Attributes::new()
+    }
 }
 
 impl<T: MessageKind> Envelope<T> {
@@ -52,6 +68,7 @@ impl<T: MessageKind> Envelope<T> {
             schema_version: T::SCHEMA_VERSION,
             occurred_at: Utc::now(),
             traceparent,
+            attributes: payload.attributes(),
             payload,
         }
     }
