@@ -297,6 +297,7 @@ async fn each_invalid_request_has_its_code() {
         json!({"type": [{"numeric": [">", "ten"]}]}),
         json!({"type": [{"wildcard": "order.*"}]}),
         json!({"a": [1], "b": [1], "c": [1], "d": [1], "e": [1], "f": [1]}),
+        json!({"type": ["order\u{0}placed"]}),
     ];
     for policy in malformed_policies {
         let body = json!({"protocol": "queue", "endpoint": "q", "filter_policy": policy});
@@ -331,6 +332,14 @@ async fn each_invalid_request_has_its_code() {
         )
         .await;
     assert_error(res, 422, "invalid_message").await;
+    let res = app
+        .publish(
+            "orders",
+            &json!({"type": "order.placed", "message": {"a": "\u{0}"}}),
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert_error(res, 422, "invalid_message").await;
     // Nothing was created, and every refusal is in the audit trail.
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
         .fetch_one(&app.env.pool)
@@ -338,7 +347,7 @@ async fn each_invalid_request_has_its_code() {
         .unwrap();
     assert_eq!(count, 0);
     let refused = audit_rows(&app.env, "subscription.create").await;
-    assert_eq!(refused.len(), 17);
+    assert_eq!(refused.len(), 18);
     assert!(refused.iter().all(|(_, outcome, _)| outcome != "success"));
 }
 
