@@ -3,7 +3,6 @@
 //! a failed delivery in a retry queue (with its expiration) or in the DLQ.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contracts::{dlq_name, function_queue_name, retry_queue_name};
@@ -13,6 +12,7 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use rand::Rng;
+use tokio::sync::Mutex;
 
 use super::event::{EVENT_TYPE_HEADER, Event};
 use super::store::Subscription;
@@ -138,11 +138,12 @@ pub async fn dead_letter(
     confirmed(channel, "", &queue, &delivery.data, properties).await
 }
 
-/// Where the queue and function deliveries of one subscription go, declared once.
+/// Where the queue and function deliveries of one subscription go, declared once (the
+/// first message declares while the others wait).
 pub struct Destination {
     connection: Arc<Connection>,
     delivery_limit: u32,
-    declared: AtomicBool,
+    declared: Mutex<bool>,
 }
 
 impl Destination {
@@ -150,7 +151,7 @@ impl Destination {
         Destination {
             connection,
             delivery_limit,
-            declared: AtomicBool::new(false),
+            declared: Mutex::new(false),
         }
     }
 
@@ -163,11 +164,14 @@ impl Destination {
         event: &Event,
     ) -> Result<(), String> {
         let queue = subscription.endpoint.as_str();
-        if !self.declared.load(Ordering::Relaxed) {
-            self.declare_queue(queue)
-                .await
-                .map_err(|e| format!("declaring queue {queue}: {e}"))?;
-            self.declared.store(true, Ordering::Relaxed);
+        {
+            let mut declared = self.declared.lock().await;
+            if !*declared {
+                self.declare_queue(queue)
+                    .await
+                    .map_err(|e| format!("declaring queue {queue}: {e}"))?;
+                *declared = true;
+            }
         }
         let mut headers = FieldTable::default();
         headers.insert(
@@ -189,7 +193,7 @@ impl Destination {
         let sent = confirmed(channel, "", queue, &body, properties).await;
         if sent.is_err() {
             // Deleted meanwhile, perhaps: the next attempt declares it again.
-            self.declared.store(false, Ordering::Relaxed);
+            *self.declared.lock().await = false;
         }
         sent
     }
@@ -203,17 +207,24 @@ impl Destination {
         delivery: &Delivery,
     ) -> Result<(), String> {
         let name = subscription.endpoint.as_str();
-        if !self.declared.load(Ordering::Relaxed) {
-            let scratch = self
-                .connection
-                .create_channel()
-                .await
-                .map_err(|e| e.to_string())?;
-            data::messaging::subscriptions::declare_function(&scratch, name, self.delivery_limit)
+        {
+            let mut declared = self.declared.lock().await;
+            if !*declared {
+                let scratch = self
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                data::messaging::subscriptions::declare_function(
+                    &scratch,
+                    name,
+                    self.delivery_limit,
+                )
                 .await
                 .map_err(|e| format!("declaring fn.{name}: {e}"))?;
-            let _ = scratch.close(200, "declared".into()).await;
-            self.declared.store(true, Ordering::Relaxed);
+                let _ = scratch.close(200, "declared".into()).await;
+                *declared = true;
+            }
         }
         // The envelope's own properties (message id, type, trace context), without the
         // attempts' and the broker's headers.
@@ -239,42 +250,39 @@ impl Destination {
         )
         .await;
         if sent.is_err() {
-            self.declared.store(false, Ordering::Relaxed);
+            *self.declared.lock().await = false;
         }
         sent
     }
 
-    /// Declares a durable quorum queue unless one of that name exists (of any type: its
-    /// owner's arguments are left alone). Uses channels of its own, since a failed passive
-    /// declaration closes its channel.
+    /// Declares a durable quorum queue; one of that name that exists with other
+    /// arguments (another application's) is used as it is. Uses channels of its own,
+    /// since a refused declaration closes its channel.
     async fn declare_queue(&self, name: &str) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(ShortString::from("x-queue-type"), text("quorum"));
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        if channel
+            .queue_declare(name.into(), durable, arguments)
+            .await
+            .is_ok()
+        {
+            let _ = channel.close(200, "declared".into()).await;
+            return Ok(());
+        }
         let probe = self.connection.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        if probe
+        probe
             .queue_declare(name.into(), passive, FieldTable::default())
-            .await
-            .is_ok()
-        {
-            let _ = probe.close(200, "exists".into()).await;
-            return Ok(());
-        }
-        let channel = self.connection.create_channel().await?;
-        let mut arguments = FieldTable::default();
-        arguments.insert(ShortString::from("x-queue-type"), text("quorum"));
-        channel
-            .queue_declare(
-                name.into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                arguments,
-            )
             .await?;
-        let _ = channel.close(200, "declared".into()).await;
+        let _ = probe.close(200, "exists".into()).await;
         Ok(())
     }
 }
