@@ -479,6 +479,16 @@ async fn drain_queue(env: &TestEnv, queue: &str) -> Vec<(BasicProperties, Vec<u8
     out
 }
 
+/// Consumers of a queue, counted by the broker.
+async fn consumers(env: &TestEnv, queue: &str) -> u32 {
+    let (connection, channel) = open(env).await;
+    let (_, consumers) = data::messaging::broker::queue_depth(&channel, queue)
+        .await
+        .expect("passive declare");
+    let _ = connection.close(200, "counted".into()).await;
+    consumers
+}
+
 fn verify(hit: &Hit, secret: &str) {
     let header = hit.header(contracts::SIGNATURE_HEADER);
     assert_eq!(
@@ -964,6 +974,35 @@ async fn an_order_fulfilled_event_becomes_an_order_confirmation_mail_in_text_and
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_subscription_loses_its_consumer_and_gets_nothing_more() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start(Behaviour::Healthy).await;
+    let sub = subscribe(&env, "http", &receiver.url("/gone"), None, false, true).await;
+    let _worker = worker(&env, |_| {});
+    let queue = contracts::queue_name(sub.id);
+    eventually(
+        Duration::from_secs(20),
+        "the subscription's consumer",
+        || async { (consumers(&env, &queue).await == 1).then_some(()) },
+    )
+    .await;
+    sqlx::query("UPDATE subscriptions SET status = 'deleted', deleted_at = now() WHERE id = $1")
+        .bind(sub.id)
+        .execute(&env.pool)
+        .await
+        .expect("deleting");
+    eventually(Duration::from_secs(20), "the consumer stopped", || async {
+        (consumers(&env, &queue).await == 0).then_some(())
+    })
+    .await;
+    let (_, event) = order_event("order.placed", json!({}), json!({}));
+    publish(&env, &[("order.placed", event)]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.queue_ready(&queue).await, 1, "left in its queue");
+    assert!(receiver.hits().is_empty());
+}
+
 #[tokio::test]
 async fn under_the_production_profile_no_delivery_reaches_a_private_address() {
     use worker::subscriptions::http::{HttpDelivery, Post};
@@ -1024,7 +1063,8 @@ async fn under_the_production_profile_no_delivery_reaches_a_private_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement; run by hand"]
 async fn figures() {
-    for (subscribers, events) in [(1usize, 2000usize), (10, 500)] {
+    for (subscribers, events, prefetch) in [(1usize, 2000usize, 8u16), (1, 2000, 32), (10, 500, 8)]
+    {
         let env = TestEnv::new().await;
         let receiver = Receiver::start(Behaviour::Healthy).await;
         for i in 0..subscribers {
@@ -1053,7 +1093,7 @@ async fn figures() {
             .collect();
         publish(&env, &backlog).await;
         let total = subscribers * events;
-        let worker = worker(&env, |_| {});
+        let worker = worker(&env, |s| s.subscriptions.prefetch = prefetch);
         eventually(Duration::from_secs(600), "every delivery", || async {
             (receiver.hits().len() >= total).then_some(())
         })
@@ -1063,7 +1103,7 @@ async fn figures() {
         let last = hits.iter().map(|h| h.at).max().expect("hits");
         let secs = last.duration_since(first).as_secs_f64();
         println!(
-            "{subscribers} subscriber(s): {total} deliveries in {secs:.2} s = {:.0} deliveries/s",
+            "{subscribers} subscriber(s), prefetch {prefetch}: {total} deliveries in {secs:.2} s = {:.0} deliveries/s",
             (total - 1) as f64 / secs
         );
         drop(worker);
