@@ -220,7 +220,7 @@ fn order(payload: OrderPayload) -> Order {
         .collect();
     Order {
         order_id: payload.order_id,
-        customer: payload.email,
+        customer: payload.email.filter(|e| !e.is_empty()),
         lines,
         total: money(payload.total_cents),
     }
