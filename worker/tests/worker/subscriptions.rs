@@ -644,6 +644,7 @@ fn assert_schedule(hits: &[Hit], waits_ms: &[u64]) {
         .windows(2)
         .map(|w| w[1].at.duration_since(w[0].at).as_millis())
         .collect();
+    eprintln!("gaps between attempts: {gaps:?} ms for waits of {waits_ms:?} ms");
     assert_eq!(gaps.len(), waits_ms.len(), "gaps {gaps:?}");
     for (gap, wait) in gaps.iter().zip(waits_ms) {
         let (low, high) = (*wait as u128, (*wait as f64 * 1.2) as u128 + 400);
