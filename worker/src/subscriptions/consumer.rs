@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use uuid::Uuid;
+
 use super::Shared;
 use super::counters::Outcome;
 use super::event::Event;
@@ -31,6 +33,9 @@ use super::http::Post;
 use super::publish::{self, Destination};
 use super::store::Subscription;
 use crate::consumer::bounded;
+
+/// After a stop, how long deliveries the broker sent before the cancel are waited for.
+const LATE_DELIVERIES: Duration = Duration::from_millis(200);
 
 /// A subscription with its filter policy parsed once.
 struct Prepared {
@@ -68,29 +73,13 @@ pub async fn run(
     let mut current = Prepared::new(subscription.borrow_and_update().clone());
     let id = current.subscription.id;
     let channel = bounded(limit, "opening a channel", connection.create_channel()).await?;
-    bounded(
-        limit,
-        "confirm.select",
-        channel.confirm_select(ConfirmSelectOptions::default()),
-    )
-    .await?;
-    bounded(
-        limit,
-        "basic.qos",
-        channel.basic_qos(shared.settings.prefetch.max(1), BasicQosOptions::default()),
-    )
-    .await?;
-    let mut deliveries = bounded(
-        limit,
-        "basic.consume",
-        channel.basic_consume(
-            queue_name(id).as_str().into(),
-            format!("strata-sub-{id}").as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await?;
+    let mut deliveries = match open(&shared, &channel, id).await {
+        Ok(deliveries) => deliveries,
+        Err(err) => {
+            close(&channel, limit).await;
+            return Err(err);
+        }
+    };
     let destination = Arc::new(Destination::new(connection, shared.delivery_limit));
     tracing::info!(subscription.id = %id, protocol = current.subscription.protocol.as_str(), "delivering");
     let mut in_flight = JoinSet::new();
@@ -112,16 +101,69 @@ pub async fn run(
             }
         }
     };
-    if ended.is_none() {
-        // Stopped: no new message; those in flight finish (each bounded by the timeout).
-        let _ = bounded(
+    let cancelled = ended.is_none()
+        && bounded(
             limit,
             "basic.cancel",
             channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default()),
         )
-        .await;
+        .await
+        .is_ok();
+    if cancelled {
+        // Stopped: no new message. Those the broker sent before the cancel are handled
+        // too (closing the channel would return them, counted against the delivery limit).
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(LATE_DELIVERIES, deliveries.next()).await
+        {
+            let task = handle(
+                shared.clone(),
+                channel.clone(),
+                destination.clone(),
+                current.clone(),
+                delivery,
+            );
+            in_flight
+                .spawn(task.instrument(tracing::info_span!("subscription", subscription.id = %id)));
+        }
     }
+    // Those in flight finish, each bounded by the attempt timeout.
     while in_flight.join_next().await.is_some() {}
+    close(&channel, limit).await;
+    match ended {
+        None => Ok(()),
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+    }
+}
+
+/// Confirms, prefetch and the consumer of `sub.<id>` on the subscription's channel.
+async fn open(shared: &Shared, channel: &Channel, id: Uuid) -> anyhow::Result<lapin::Consumer> {
+    let limit = shared.broker_timeout;
+    bounded(
+        limit,
+        "confirm.select",
+        channel.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
+    bounded(
+        limit,
+        "basic.qos",
+        channel.basic_qos(shared.settings.prefetch.max(1), BasicQosOptions::default()),
+    )
+    .await?;
+    bounded(
+        limit,
+        "basic.consume",
+        channel.basic_consume(
+            queue_name(id).as_str().into(),
+            format!("strata-sub-{id}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+}
+
+async fn close(channel: &Channel, limit: Duration) {
     if channel.status().connected() {
         let _ = bounded(
             limit,
@@ -129,10 +171,6 @@ pub async fn run(
             channel.close(200, "stopping".into()),
         )
         .await;
-    }
-    match ended {
-        None => Ok(()),
-        Some(reason) => Err(anyhow::anyhow!(reason)),
     }
 }
 

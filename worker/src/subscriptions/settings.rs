@@ -9,7 +9,13 @@ use secrecy::SecretString;
 pub struct SubscriptionSettings {
     /// Deliver the subscriptions' events (one consumer per confirmed subscription) and
     /// send their confirmation requests.
-    #[arg(id = "subscription_delivery", long = "subscriptions-delivery", env = "SUBSCRIPTIONS_DELIVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(
+        id = "subscription_delivery",
+        long = "subscriptions-delivery",
+        env = "SUBSCRIPTIONS_DELIVERY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+    )]
     pub delivery: bool,
     /// How often the `subscriptions` table is read, in milliseconds: a subscription
     /// confirmed or deleted is picked up within this.
@@ -30,7 +36,13 @@ pub struct SubscriptionSettings {
     pub prefetch: u16,
     /// Attempts at one delivery before it goes to the subscription's DLQ; the retry tiers
     /// are this minus one. Logic declares the tiers with the same setting.
-    #[arg(id = "subscription_max_attempts", long = "subscription-max-attempts", env = "SUBSCRIPTION_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=16))]
+    #[arg(
+        id = "subscription_max_attempts",
+        long = "subscription-max-attempts",
+        env = "SUBSCRIPTION_MAX_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=16),
+    )]
     pub max_attempts: u32,
     /// Wait before the second attempt, in milliseconds; each further wait doubles, plus a
     /// jitter of up to 20 %.
