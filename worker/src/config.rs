@@ -87,6 +87,9 @@ pub struct WorkerSettings {
     pub rabbitmq_api_url: String,
     #[command(flatten)]
     pub data: DataSettings,
+    /// Delivery of the topics' events to their subscriptions.
+    #[command(flatten)]
+    pub subscriptions: crate::subscriptions::SubscriptionSettings,
     /// Without a command the worker consumes.
     #[command(subcommand)]
     pub command: Option<WorkerCommand>,

@@ -17,10 +17,13 @@ use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
 use crate::health::{Phase, Readiness};
 use crate::inventory::FifoConsumers;
+use crate::subscriptions::Subscriptions;
 
 pub struct Application {
     consumer: Consumer,
     fifo: FifoConsumers,
+    /// None when `SUBSCRIPTIONS_DELIVERY` is off.
+    subscriptions: Option<Subscriptions>,
     pool: PgPool,
     stop: CancellationToken,
     readiness: Arc<Readiness>,
@@ -61,6 +64,7 @@ impl Application {
         let stop = CancellationToken::new();
         let settings = Arc::new(WorkerSettings { data, ..settings });
         let fifo = FifoConsumers::new(settings.clone(), pool.clone(), stop.clone());
+        let subscriptions = Subscriptions::new(&settings, pool.clone(), stop.clone())?;
         let consumer = Consumer {
             settings,
             pool: pool.clone(),
@@ -72,6 +76,7 @@ impl Application {
         Ok(Application {
             consumer,
             fifo,
+            subscriptions,
             pool,
             stop,
             readiness,
@@ -95,6 +100,9 @@ impl Application {
     pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
         self.consumer.stop = stop.clone();
         self.fifo.stop = stop.clone();
+        if let Some(subscriptions) = &mut self.subscriptions {
+            subscriptions.stop = stop.clone();
+        }
         self.stop = stop;
         self
     }
@@ -133,16 +141,21 @@ impl Application {
             let at = *stopped_at.get_or_init(Instant::now);
             tokio::time::sleep_until(at + drain_timeout).await;
         };
-        // Both consumers (the orders and the FIFO partitions) and the sweeper, boxed, so that dropping them
-        // below aborts the message tasks they still hold (and
-        // returns their pooled connections) before the pool is closed.
+        // The consumers (the orders, the FIFO partitions, the subscriptions) and the
+        // sweeper, boxed, so that dropping them below aborts the message tasks they still
+        // hold (and returns their pooled connections) before the pool is closed.
         let sweeper = crate::fulfilment::sweeper::run(
             self.pool.clone(),
             self.consumer.settings.reservation_sweep(),
             stop.clone(),
         );
+        let subscriptions = async {
+            if let Some(subscriptions) = self.subscriptions {
+                subscriptions.run().await;
+            }
+        };
         let mut run = Box::pin(async {
-            tokio::join!(self.consumer.run(), self.fifo.run(), sweeper);
+            tokio::join!(self.consumer.run(), self.fifo.run(), sweeper, subscriptions);
         });
         tokio::pin!(deadline);
         let drained = tokio::select! {
