@@ -13,14 +13,14 @@ use uuid::Uuid;
 
 use crate::DataSettings;
 use crate::messaging::broker;
+use crate::messaging::subscriptions::{ATTEMPT_HEADER, LAST_ERROR_HEADER};
 
-/// The attempt header of the delivering consumers; a redriven message starts again at 1.
-pub const ATTEMPT_HEADER: &str = "x-strata-attempt";
-
-/// Headers a redrive drops: the attempt count and what the broker adds when
+/// Headers a redrive drops: the attempt count, the last error and what the broker adds when
 /// dead-lettering.
 const RESET_HEADERS: &[&str] = &[
     ATTEMPT_HEADER,
+    LAST_ERROR_HEADER,
+    "x-delivery-count",
     "x-death",
     "x-first-death-reason",
     "x-first-death-queue",

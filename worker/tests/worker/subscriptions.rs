@@ -721,12 +721,10 @@ async fn failed_attempts_follow_the_backoff_then_the_dlq_and_a_redrive_delivers(
 
     // The endpoint is back; the redrive delivers the dead letter as a first attempt.
     failing.set(Behaviour::Healthy);
-    let (connection, channel) = open(&env).await;
-    let moved = data::messaging::subscriptions::redrive(&channel, doomed.id)
+    let (moved, left) = data::messaging::subscription_dlq::redrive(&env.data, doomed.id, 100)
         .await
         .expect("redrive");
-    let _ = connection.close(200, "redriven".into()).await;
-    assert_eq!(moved, 1);
+    assert_eq!((moved, left), (1, 0));
     eventually(Duration::from_secs(20), "the redriven delivery", || async {
         (counts(&env, doomed.id).await.delivered == 1).then_some(())
     })
