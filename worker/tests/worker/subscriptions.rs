@@ -810,7 +810,11 @@ async fn a_pending_subscription_gets_a_signed_confirmation_request_and_no_earlie
         .filter(|h| h.header("strata-event-type") == "subscription_confirmation")
         .count();
     assert_eq!(confirmations, 1, "not sent again before the resend delay");
-    assert_eq!(counts(&env, pending.id).await.delivered, 1);
+    // The counters are written every 200 ms.
+    eventually(Duration::from_secs(10), "one delivery counted", || async {
+        (counts(&env, pending.id).await.delivered == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
