@@ -4,7 +4,8 @@
 //! subscription that keeps it fresh (feature `cache`); `messaging/` is RabbitMQ
 //! (connecting, the one declaration of the topology, the management API, the dead-letter
 //! queue) and the transactional outbox (which needs `store`); `settings.rs` reads where
-//! those services are.
+//! those services are; `stream/` is the event stream (Kinesis' role): its shards over
+//! RabbitMQ stream queues, reading them, and consumers with checkpoints and leases.
 
 #[cfg(feature = "cache")]
 pub mod cache;
@@ -12,5 +13,6 @@ pub mod messaging;
 pub mod settings;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod stream;
 
 pub use settings::DataSettings;
