@@ -32,6 +32,8 @@ use crate::routes;
         routes::inventory::adjust,
         routes::inventory::history,
         routes::inventory::partitions,
+        routes::streams::shards,
+        routes::streams::records,
         openapi_json,
     ),
     // Schemas only named by a query parameter (or, for the reasons, only in words: `reason`
@@ -42,6 +44,7 @@ use crate::routes;
         (name = "catalog", description = "products and categories"),
         (name = "orders", description = "placing and following orders"),
         (name = "inventory", description = "the supplier inventory feed: adjustments applied in order per sku"),
+        (name = "streams", description = "the event stream (Kinesis): its shards and their records, read from a position (admin)"),
         (name = "health", description = "probes and metrics"),
         (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),
     )

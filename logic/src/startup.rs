@@ -84,6 +84,10 @@ impl Application {
                 .build()
                 .context("building the HTTP client")?,
             dlq: tokio::sync::Mutex::new(()),
+            stream_waits: data::stream::reader::Waits {
+                first: Duration::from_millis(settings.stream_read_wait_ms),
+                idle: Duration::from_millis(settings.stream_read_idle_ms),
+            },
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -124,6 +128,8 @@ impl Application {
                 .service(routes::inventory::adjust)
                 .service(routes::inventory::history)
                 .service(routes::inventory::partitions)
+                .service(routes::streams::shards)
+                .service(routes::streams::records)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

@@ -6,6 +6,7 @@ pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -29,4 +30,6 @@ pub struct AppState {
     /// messages it shows unacknowledged, so a count or a redrive running beside it would
     /// miss them.
     pub dlq: tokio::sync::Mutex<()>,
+    /// How long reads of the event stream wait for records.
+    pub stream_waits: data::stream::reader::Waits,
 }
