@@ -8,6 +8,8 @@
 #[cfg(feature = "store")]
 pub mod consumer;
 #[cfg(feature = "store")]
+pub mod leases;
+#[cfg(feature = "store")]
 pub mod reader;
 pub mod shards;
 pub mod topology;

@@ -50,7 +50,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn of(delivery: &lapin::message::Delivery) -> Option<Record> {
+    pub(crate) fn of(delivery: &lapin::message::Delivery) -> Option<Record> {
         let headers = delivery.properties.headers().as_ref()?.inner();
         let sequence = match headers.get("x-stream-offset")? {
             AMQPValue::LongLongInt(n) => u64::try_from(*n).ok()?,
@@ -112,7 +112,7 @@ pub struct Reader {
 }
 
 /// What the broker is asked for: a named place or an offset or a timestamp.
-fn offset_argument(position: Position, last: Option<u64>) -> AMQPValue {
+pub(crate) fn offset_argument(position: Position, last: Option<u64>) -> AMQPValue {
     match position {
         Position::TrimHorizon => AMQPValue::LongString(LongString::from("first")),
         Position::Latest => match last {

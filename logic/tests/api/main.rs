@@ -18,4 +18,5 @@ mod secrets;
 mod seed;
 mod stock;
 mod stream;
+mod stream_consumer;
 mod telemetry;
