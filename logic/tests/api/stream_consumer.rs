@@ -237,3 +237,57 @@ async fn instances_split_the_shards_and_a_live_one_takes_over_a_dead_ones() {
     stop_b.cancel();
     b.await.expect("b");
 }
+
+/// Records per second through the stream with 1 and 4 shards: the relay publishing them
+/// into the shards, then one consumer instance applying them (one row per record, a
+/// transaction per batch of up to 100). A measurement, not a test:
+/// `cargo test -p logic --test api stream_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it by name"]
+async fn stream_throughput() {
+    const EVENTS: usize = 6000;
+    for shards in [1u16, 4] {
+        let mut env = TestEnv::new().await;
+        env.data.stream.stream_shards = shards;
+        effects_table(&env).await;
+        let orders: Vec<Uuid> = (0..EVENTS / 3).map(|_| Uuid::new_v4()).collect();
+        for n in 0..3 {
+            enqueue(&env, &orders, &[], n).await;
+        }
+        let started = Instant::now();
+        let relay = apps::relay(&env, |_| {});
+        published(&env).await;
+        let publishing = started.elapsed();
+        relay.stop().await;
+
+        let started = Instant::now();
+        let cancel = CancellationToken::new();
+        let instance = tokio::spawn(consumer::run(
+            env.pool.clone(),
+            env.data.amqp_url().to_owned(),
+            ConsumerConfig {
+                max_batch: 100,
+                prefetch: 500,
+                ..ConsumerConfig::new("throughput", shards)
+            },
+            Arc::new(Effects {
+                instance: "one",
+                pause: Duration::ZERO,
+            }),
+            cancel.clone(),
+        ));
+        testkit::eventually(Duration::from_secs(300), "every record applied", || async {
+            (effects(&env).await.0 >= EVENTS as i64).then_some(())
+        })
+        .await;
+        let consuming = started.elapsed();
+        cancel.cancel();
+        let _ = instance.await;
+        println!(
+            "{shards} shard(s), {EVENTS} records: relay into the stream {:.0} records/s, one \
+             consumer instance {:.0} records/s",
+            EVENTS as f64 / publishing.as_secs_f64(),
+            EVENTS as f64 / consuming.as_secs_f64()
+        );
+    }
+}
