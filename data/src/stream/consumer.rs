@@ -200,15 +200,12 @@ async fn round(pool: &PgPool, config: &ConsumerConfig) -> sqlx::Result<Vec<Lease
     if wanted > 0 {
         held.extend(leases::take_free(pool, app, me, config.lease_duration, wanted).await?);
     }
-    if (held.len() as i64) < share {
-        if let Some((victim, _)) = holders.iter().find(|(o, n)| o != me && *n > share) {
-            if let Some(lease) =
-                leases::steal_one(pool, app, me, victim, config.lease_duration).await?
-            {
-                tracing::info!(shard = lease.shard, from = %victim, "stream lease taken over");
-                held.push(lease);
-            }
-        }
+    let victim = holders.iter().find(|(o, n)| o != me && *n > share);
+    if let (true, Some((victim, _))) = ((held.len() as i64) < share, victim)
+        && let Some(lease) = leases::steal_one(pool, app, me, victim, config.lease_duration).await?
+    {
+        tracing::info!(shard = lease.shard, from = %victim, "stream lease taken over");
+        held.push(lease);
     }
     Ok(held)
 }

@@ -22,28 +22,26 @@ struct Effects {
 }
 
 impl Handler for Effects {
-    fn handle<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
         shard: u16,
-        records: &'a [Record],
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'a {
-        async move {
-            for record in records {
-                sqlx::query(
-                    "INSERT INTO test_effects (message_id, shard, sequence, instance) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(record.message_id.as_deref())
-                .bind(i32::from(shard))
-                .bind(record.sequence as i64)
-                .bind(self.instance)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tokio::time::sleep(self.pause).await;
-            Ok(())
+        records: &[Record],
+    ) -> anyhow::Result<()> {
+        for record in records {
+            sqlx::query(
+                "INSERT INTO test_effects (message_id, shard, sequence, instance) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(record.message_id.as_deref())
+            .bind(i32::from(shard))
+            .bind(record.sequence as i64)
+            .bind(self.instance)
+            .execute(&mut *tx)
+            .await?;
         }
+        tokio::time::sleep(self.pause).await;
+        Ok(())
     }
 }
 
