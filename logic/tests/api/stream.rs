@@ -51,7 +51,7 @@ pub(crate) async fn published(env: &TestEnv) {
 /// Waits for a busy machine: a test reads to the end, however slowly the broker answers.
 pub(crate) fn patient() -> Waits {
     Waits {
-        first: Duration::from_secs(2),
+        first: Duration::from_secs(5),
         idle: Duration::from_millis(500),
     }
 }
@@ -175,7 +175,7 @@ async fn retention_removes_whole_old_segments() {
 /// A logic app (with its relay) whose stream reads wait long enough for a busy machine.
 async fn stream_app(env: TestEnv) -> TestApp {
     spawn_app_with(env, |s| {
-        s.stream_read_wait_ms = 2000;
+        s.stream_read_wait_ms = 5000;
         s.stream_read_idle_ms = 500;
     })
     .await
