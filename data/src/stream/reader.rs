@@ -161,7 +161,7 @@ impl Reader {
         );
         let (mut first, last) = futures_lite::future::try_zip(first, last).await?;
         if first.is_empty() && !last.is_empty() {
-            first = self.from_zero(shard, 1).await?;
+            first = self.read_from_zero(shard, 1).await?;
         }
         Ok(Bounds {
             first: first.first().map(|r| r.sequence),
@@ -201,14 +201,14 @@ impl Reader {
         };
         let records = self.consume(shard, argument, limit, at_or_after).await?;
         if records.is_empty() && position == Position::TrimHorizon {
-            return self.from_zero(shard, limit).await;
+            return self.read_from_zero(shard, limit).await;
         }
         Ok(records)
     }
 
     /// `first` has been seen to deliver nothing while retention removed segments: offset 0,
     /// which the broker moves to the first offset kept, is tried then.
-    async fn from_zero(&self, shard: u16, limit: usize) -> anyhow::Result<Vec<Record>> {
+    async fn read_from_zero(&self, shard: u16, limit: usize) -> anyhow::Result<Vec<Record>> {
         tracing::debug!(shard, "nothing from `first`: reading from offset 0");
         self.consume(shard, AMQPValue::LongLongInt(0), limit, |_| true)
             .await
