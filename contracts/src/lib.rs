@@ -6,10 +6,12 @@ pub mod filter;
 mod integral;
 pub mod inventory;
 pub mod messages;
+pub mod streams;
 pub mod subscriptions;
 pub mod trace;
 
 pub use api::*;
 pub use inventory::*;
 pub use messages::*;
+pub use streams::*;
 pub use subscriptions::*;

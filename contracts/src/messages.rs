@@ -17,8 +17,6 @@ pub const FULFIL_ROUTING_KEY: &str = "orders.fulfil";
 /// Dead-letter exchange and queue of `orders.fulfil`.
 pub const FULFIL_DLX: &str = "orders.fulfil.dlx";
 pub const FULFIL_DLQ: &str = "orders.fulfil.dlq";
-/// Stream that keeps every domain event for replay.
-pub const EVENTS_STREAM: &str = "events.log";
 
 /// AMQP header carrying the envelope's schema version.
 pub const SCHEMA_VERSION_HEADER: &str = "schema-version";

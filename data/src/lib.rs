@@ -5,6 +5,8 @@
 //! (connecting, the one declaration of the topology, the management API, the dead-letter
 //! queue) and the transactional outbox (which needs `store`); `settings.rs` reads where
 //! those services are; `net_guard.rs` keeps subscriber endpoints out of the private tier.
+//! those services are; `stream/` is the event stream (Kinesis' role): its shards over
+//! RabbitMQ stream queues, reading them, and consumers with checkpoints and leases.
 
 #[cfg(feature = "cache")]
 pub mod cache;
@@ -14,5 +16,6 @@ pub mod net_guard;
 pub mod settings;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod stream;
 
 pub use settings::DataSettings;

@@ -85,6 +85,9 @@ pub struct DataSettings {
     /// skus between partitions: drain the partitions first (docs/messaging.md).
     #[arg(long, env = "FIFO_PARTITIONS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub fifo_partitions: u16,
+    /// Shards and retention of the event stream.
+    #[command(flatten)]
+    pub stream: crate::stream::StreamSettings,
 }
 
 impl Default for DataSettings {

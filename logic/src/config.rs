@@ -60,6 +60,13 @@ pub struct LogicSettings {
     /// and replicas scale further.
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
+    /// How long a read of the event stream waits for its first record, in milliseconds: a
+    /// position with nothing after it answers empty after this long.
+    #[arg(long, env = "STREAM_READ_WAIT_MS", default_value_t = 500)]
+    pub stream_read_wait_ms: u64,
+    /// A pause between records this long ends a read of the event stream, in milliseconds.
+    #[arg(long, env = "STREAM_READ_IDLE_MS", default_value_t = 150)]
+    pub stream_read_idle_ms: u64,
     #[command(flatten)]
     pub near_cache: data::cache::near::NearCacheSettings,
     #[command(flatten)]
@@ -98,6 +105,8 @@ impl LogicSettings {
             http_workers: 2,
             topic_policy_file: None,
             subscription_max_attempts: 5,
+            stream_read_wait_ms: 500,
+            stream_read_idle_ms: 150,
             near_cache: data::cache::near::NearCacheSettings::default(),
             stock: crate::stock::StockSettings::default(),
             data,

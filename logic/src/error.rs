@@ -39,6 +39,14 @@ pub enum ApiError {
     InvalidAdjustment(String),
     #[error("{0}")]
     StockOutOfRange(String),
+    #[error("{0}")]
+    InvalidPosition(String),
+    #[error("{0}")]
+    SequenceBeyondEnd(String),
+    #[error("{0}")]
+    SequenceExpired(String),
+    #[error("{0}")]
+    UnknownShard(String),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error("no product with sku {0}")]
@@ -96,6 +104,10 @@ impl ApiError {
             ApiError::InvalidOrderId(_) => "invalid_order_id",
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::InvalidPosition(_) => "invalid_position",
+            ApiError::SequenceBeyondEnd(_) => "sequence_beyond_end",
+            ApiError::SequenceExpired(_) => "sequence_expired",
+            ApiError::UnknownShard(_) => "unknown_shard",
             ApiError::InvalidRedrive(_) => "invalid_redrive",
             ApiError::InvalidAdjustment(_) => "invalid_adjustment",
             ApiError::StockOutOfRange(_) => "stock_out_of_range",
@@ -148,6 +160,10 @@ impl ApiError {
         "invalid_order_id",
         "invalid_idempotency_key",
         "idempotency_key_reused",
+        "invalid_position",
+        "sequence_beyond_end",
+        "sequence_expired",
+        "unknown_shard",
         "invalid_redrive",
         "invalid_adjustment",
         "stock_out_of_range",
@@ -202,7 +218,11 @@ impl ResponseError for ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidOrderId(_)
             | ApiError::InvalidSubscriptionId(_)
-            | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidIdempotencyKey(_)
+            | ApiError::InvalidPosition(_)
+            | ApiError::SequenceBeyondEnd(_) => StatusCode::BAD_REQUEST,
+            ApiError::SequenceExpired(_) => StatusCode::GONE,
+            ApiError::UnknownShard(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidEmail(_)

@@ -40,6 +40,8 @@ use crate::routes;
         routes::subscriptions::dead_letters,
         routes::subscriptions::redrive,
         routes::topics::publish,
+        routes::streams::shards,
+        routes::streams::records,
         openapi_json,
     ),
     // Schemas only named by a query parameter (or, for the reasons, only in words: `reason`
@@ -51,6 +53,7 @@ use crate::routes;
         (name = "orders", description = "placing and following orders"),
         (name = "subscriptions", description = "SNS-style topics: subscriptions with filter policies, confirmation, their dead letters, publishing"),
         (name = "inventory", description = "the supplier inventory feed: adjustments applied in order per sku"),
+        (name = "streams", description = "the event stream (Kinesis): its shards and their records, read from a position (admin)"),
         (name = "health", description = "probes and metrics"),
         (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),
     )

@@ -13,6 +13,11 @@
 //! locked for good. On timeout the transaction is rolled back, so the rows are free for
 //! any relay, and the connection is dropped and opened anew. The relay's housekeeping
 //! also prunes the consumers' `processed_messages` records past their retention.
+//!
+//! Every event also gets the headers that route it to its shard of the event stream
+//! (`stream-shard`, `partition-key`; [`data::stream`]): the partition key is read from the
+//! row's JSON body, so the shard of a key depends on nothing but the key and the number of
+//! shards, whichever relay publishes it and however often it restarts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +35,7 @@ use uuid::Uuid;
 
 use data::DataSettings;
 use data::messaging::{broker, outbox};
+use data::stream::{self, ShardMap};
 
 /// Tuning of the relay loop.
 #[derive(Debug, Clone)]
@@ -81,6 +87,7 @@ struct OutboxRow {
 struct Publisher {
     connection: Connection,
     channel: Channel,
+    shards: ShardMap,
 }
 
 impl Publisher {
@@ -97,12 +104,16 @@ impl Publisher {
             broker::declare_topology(&channel, settings.delivery_limit)
                 .await
                 .context("declaring the broker topology")?;
+            data::stream::topology::declare_shards(&channel, &settings.stream)
+                .await
+                .context("declaring the event stream's shards")?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
             anyhow::Ok(Publisher {
                 connection,
                 channel,
+                shards: settings.stream.shard_map(),
             })
         };
         tokio::time::timeout(config.confirm_timeout, opening)
@@ -120,8 +131,19 @@ impl Publisher {
     }
 }
 
-fn properties(row: &OutboxRow) -> BasicProperties {
+fn properties(row: &OutboxRow, shards: ShardMap) -> BasicProperties {
     let mut headers = FieldTable::default();
+    if row.exchange == contracts::EVENTS_EXCHANGE {
+        let key = stream::partition_key(&row.routing_key, &row.body);
+        headers.insert(
+            ShortString::from(stream::SHARD_HEADER),
+            AMQPValue::LongString(LongString::from(shards.shard_of(&key).to_string())),
+        );
+        headers.insert(
+            ShortString::from(stream::PARTITION_KEY_HEADER),
+            AMQPValue::LongString(LongString::from(key)),
+        );
+    }
     let schema_version = row
         .body
         .get("schema_version")
@@ -240,7 +262,7 @@ async fn publish(
                     ..BasicPublishOptions::default()
                 },
                 &payload,
-                properties(row),
+                properties(row, publisher.shards),
             )
             .await?;
         pending.push((row, confirm));

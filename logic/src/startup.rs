@@ -99,6 +99,10 @@ impl Application {
             dlq: tokio::sync::Mutex::new(()),
             topic_policy,
             subscription_retry_tiers: settings.subscription_max_attempts.saturating_sub(1) as usize,
+            stream_waits: data::stream::reader::Waits {
+                first: Duration::from_millis(settings.stream_read_wait_ms),
+                idle: Duration::from_millis(settings.stream_read_idle_ms),
+            },
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -147,6 +151,8 @@ impl Application {
                 .service(routes::subscriptions::dead_letters)
                 .service(routes::subscriptions::redrive)
                 .service(routes::topics::publish)
+                .service(routes::streams::shards)
+                .service(routes::streams::records)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

@@ -2,8 +2,7 @@
 //! declaration is idempotent, so each process declares the topology at start-up.
 
 use contracts::{
-    COMMANDS_EXCHANGE, EVENTS_EXCHANGE, EVENTS_STREAM, FULFIL_DLQ, FULFIL_DLX, FULFIL_QUEUE,
-    FULFIL_ROUTING_KEY,
+    COMMANDS_EXCHANGE, EVENTS_EXCHANGE, FULFIL_DLQ, FULFIL_DLX, FULFIL_QUEUE, FULFIL_ROUTING_KEY,
 };
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -59,7 +58,8 @@ fn text(s: &str) -> AMQPValue {
 /// Declares the whole topology:
 /// - `commands` (direct) -> `orders.fulfil`: quorum queue, delivery limit, dead-lettering
 ///   at-least-once through `orders.fulfil.dlx` into `orders.fulfil.dlq`;
-/// - `events` (topic) -> `events.log`: a stream keeping every event for replay;
+/// - `events` (topic) -> `events.shards` (headers): the event stream's shards route on it
+///   ([`crate::stream::topology`]);
 /// - `inventory.fifo` and its dead-lettering ([`super::fifo`]).
 pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
@@ -139,29 +139,9 @@ pub async fn declare_topology(channel: &Channel, delivery_limit: u32) -> lapin::
         )
         .await?;
 
-    channel
-        .queue_declare(
-            EVENTS_STREAM.into(),
-            durable_queue,
-            table(&[
-                ("x-queue-type", text("stream")),
-                ("x-max-age", text("7D")),
-                (
-                    "x-stream-max-segment-size-bytes",
-                    AMQPValue::LongLongInt(16 * 1024 * 1024),
-                ),
-            ]),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            EVENTS_STREAM.into(),
-            EVENTS_EXCHANGE.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // Every event also goes to one shard of the event stream; the shard queues need the
+    // stream's settings and are declared by `crate::stream::topology::declare_shards`.
+    crate::stream::topology::declare_exchange(channel).await?;
     // The inventory feed's exchanges; its partition queues need the partition count.
     super::fifo::declare_exchanges(channel).await?;
     Ok(())

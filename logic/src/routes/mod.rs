@@ -6,6 +6,7 @@ pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod streams;
 pub mod subscriptions;
 pub mod topics;
 
@@ -35,4 +36,6 @@ pub struct AppState {
     pub topic_policy: Arc<crate::topic_policy::TopicPolicy>,
     /// Retry tiers declared for each new subscription (`SUBSCRIPTION_MAX_ATTEMPTS - 1`).
     pub subscription_retry_tiers: usize,
+    /// How long reads of the event stream wait for records.
+    pub stream_waits: data::stream::reader::Waits,
 }

@@ -17,5 +17,7 @@ mod resilience;
 mod secrets;
 mod seed;
 mod stock;
+mod stream;
+mod stream_consumer;
 mod subscriptions;
 mod telemetry;

@@ -197,6 +197,8 @@ async fn openapi_describes_every_route() {
         "/api/v1/orders",
         "/api/v1/orders/{id}",
         "/api/v1/openapi.json",
+        "/api/v1/streams/events/shards",
+        "/api/v1/streams/events/records",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }
