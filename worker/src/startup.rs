@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 use crate::WorkerSettings;
 use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
+use crate::functions::{Function, FunctionConsumer};
 use crate::health::{Phase, Readiness};
 use crate::inventory::FifoConsumers;
 
 pub struct Application {
     consumer: Consumer,
     fifo: FifoConsumers,
+    /// `--function <name>`: this process runs only that handler.
+    function: Option<FunctionConsumer>,
     pool: PgPool,
     stop: CancellationToken,
     readiness: Arc<Readiness>,
@@ -36,6 +39,7 @@ impl Application {
         let data = settings.data.clone().resolve_files()?;
         let pool = data::store::db::pool(&data)?;
         settings.check()?;
+        let function = settings.function.as_deref().map(Function::parse).transpose()?;
         let gateway = PaymentGateway::new(
             &pool,
             Duration::from_millis(settings.payment_latency_ms),
@@ -61,6 +65,13 @@ impl Application {
         let stop = CancellationToken::new();
         let settings = Arc::new(WorkerSettings { data, ..settings });
         let fifo = FifoConsumers::new(settings.clone(), pool.clone(), stop.clone());
+        let function = function.map(|function| FunctionConsumer {
+            function,
+            settings: settings.clone(),
+            pool: pool.clone(),
+            readiness: readiness.clone(),
+            stop: stop.clone(),
+        });
         let consumer = Consumer {
             settings,
             pool: pool.clone(),
@@ -72,6 +83,7 @@ impl Application {
         Ok(Application {
             consumer,
             fifo,
+            function,
             pool,
             stop,
             readiness,
@@ -95,6 +107,9 @@ impl Application {
     pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
         self.consumer.stop = stop.clone();
         self.fifo.stop = stop.clone();
+        if let Some(function) = &mut self.function {
+            function.stop = stop.clone();
+        }
         self.stop = stop;
         self
     }
@@ -141,8 +156,14 @@ impl Application {
             self.consumer.settings.reservation_sweep(),
             stop.clone(),
         );
+        let function = self.function.as_ref();
         let mut run = Box::pin(async {
-            tokio::join!(self.consumer.run(), self.fifo.run(), sweeper);
+            match function {
+                Some(function) => function.run().await,
+                None => {
+                    tokio::join!(self.consumer.run(), self.fifo.run(), sweeper);
+                }
+            }
         });
         tokio::pin!(deadline);
         let drained = tokio::select! {
