@@ -156,7 +156,6 @@ async fn a_function_scales_from_zero_to_one_and_back_to_zero() {
     .await;
     let handled = published.elapsed();
     assert_eq!(points, 123, "12,345 cents: 123 points");
-    assert_eq!(peak.load(Ordering::SeqCst), 1, "one worker started");
     let recorded: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM processed_messages WHERE consumer = 'fn.loyalty-points' \
          AND message_id = $1",
@@ -178,7 +177,8 @@ async fn a_function_scales_from_zero_to_one_and_back_to_zero() {
     watcher.abort();
     assert_eq!(s["workers"]["drained"], 1, "{s}");
     assert_eq!(s["workers"]["killed"], 0, "{s}");
-    assert_eq!(peak.load(Ordering::SeqCst), 1, "never more than one");
+    // The worker ran for the whole window: the watcher saw it, and never a second one.
+    assert_eq!(peak.load(Ordering::SeqCst), 1, "one worker, never more");
     let reasons: Vec<&str> = s["last_decisions"]
         .as_array()
         .expect("decisions")
