@@ -431,6 +431,21 @@ pub enum AuditAction {
     /// `POST /api/v1/inventory/adjustments`.
     #[serde(rename = "inventory.adjust")]
     InventoryAdjust,
+    /// `POST /api/v1/subscriptions`.
+    #[serde(rename = "subscription.create")]
+    SubscriptionCreate,
+    /// `DELETE /api/v1/subscriptions/{id}`.
+    #[serde(rename = "subscription.delete")]
+    SubscriptionDelete,
+    /// `GET /api/v1/subscriptions/{id}/confirm`.
+    #[serde(rename = "subscription.confirm")]
+    SubscriptionConfirm,
+    /// `POST /api/v1/subscriptions/{id}/dlq/redrive`.
+    #[serde(rename = "subscription.redrive")]
+    SubscriptionRedrive,
+    /// `POST /api/v1/topics/{topic}/messages`.
+    #[serde(rename = "topic.publish")]
+    TopicPublish,
 }
 
 impl AuditAction {
@@ -439,6 +454,11 @@ impl AuditAction {
         AuditAction::OrderPlace,
         AuditAction::DlqRedrive,
         AuditAction::InventoryAdjust,
+        AuditAction::SubscriptionCreate,
+        AuditAction::SubscriptionDelete,
+        AuditAction::SubscriptionConfirm,
+        AuditAction::SubscriptionRedrive,
+        AuditAction::TopicPublish,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -447,6 +467,11 @@ impl AuditAction {
             AuditAction::OrderPlace => "order.place",
             AuditAction::DlqRedrive => "dlq.redrive",
             AuditAction::InventoryAdjust => "inventory.adjust",
+            AuditAction::SubscriptionCreate => "subscription.create",
+            AuditAction::SubscriptionDelete => "subscription.delete",
+            AuditAction::SubscriptionConfirm => "subscription.confirm",
+            AuditAction::SubscriptionRedrive => "subscription.redrive",
+            AuditAction::TopicPublish => "topic.publish",
         }
     }
 

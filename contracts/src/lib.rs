@@ -2,6 +2,7 @@
 //! envelopes of the messages on the broker. Plain serde types; no I/O lives here.
 
 pub mod api;
+pub mod filter;
 mod integral;
 pub mod inventory;
 pub mod messages;

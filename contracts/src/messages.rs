@@ -85,37 +85,256 @@ impl MessageKind for FulfilOrder {
     const SCHEMA_VERSION: u32 = 1;
 }
 
-/// Event: the order was fulfilled.
+/// A line of an order as its events carry it: what a confirmation mail shows, and the
+/// category a filter policy tests. Fields added after schema 1 default when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    pub sku: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub category: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+/// The attributes every order event shares: `type`, `order_id`, `total_cents`, `category`
+/// (the lines' categories, each once, sorted), `sku` (the lines' skus), `line_count` and
+/// `email_domain` (the part after `@`, lower case; never the address itself).
+fn order_attributes(
+    event_type: &str,
+    order_id: Uuid,
+    total_cents: i64,
+    email: &str,
+    lines: &[EventLine],
+) -> Attributes {
+    let mut categories: Vec<&str> = lines
+        .iter()
+        .map(|l| l.category.as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    categories.sort_unstable();
+    categories.dedup();
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let mut a = Attributes::new();
+    a.insert("type".into(), event_type.into());
+    a.insert("order_id".into(), order_id.to_string().into());
+    a.insert("total_cents".into(), total_cents.into());
+    a.insert("category".into(), categories.into());
+    a.insert("sku".into(), skus.into());
+    a.insert("line_count".into(), lines.len().into());
+    if let Some((_, domain)) = email.rsplit_once('@') {
+        a.insert("email_domain".into(), domain.to_ascii_lowercase().into());
+    }
+    a
+}
+
+/// Event `order.placed`: the order was accepted (written in the order's own transaction).
+/// Logic builds its envelope in SQL, from the prices and categories read there; a test
+/// checks that what SQL writes is what [`MessageKind::attributes`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: Uuid,
+    pub email: String,
+    pub total_cents: i64,
+    pub lines: Vec<EventLine>,
+}
+
+impl MessageKind for OrderPlaced {
+    const KIND: &'static str = "OrderPlaced";
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn attributes(&self) -> Attributes {
+        order_attributes(
+            "order.placed",
+            self.order_id,
+            self.total_cents,
+            &self.email,
+            &self.lines,
+        )
+    }
+}
+
+/// Event `order.fulfilled`: the order was fulfilled. Carries what an order confirmation
+/// mail needs (`email`, `lines`; absent from events written before they existed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderFulfilled {
     pub order_id: Uuid,
     pub total_cents: i64,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub lines: Vec<EventLine>,
 }
 
 impl MessageKind for OrderFulfilled {
     const KIND: &'static str = "OrderFulfilled";
     const SCHEMA_VERSION: u32 = 1;
+
+    fn attributes(&self) -> Attributes {
+        order_attributes(
+            "order.fulfilled",
+            self.order_id,
+            self.total_cents,
+            &self.email,
+            &self.lines,
+        )
+    }
 }
 
-/// Event: the order was rejected, with the reason.
+/// Event `order.rejected`: the order was rejected, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRejected {
     pub order_id: Uuid,
     pub reason: String,
+    #[serde(default)]
+    pub total_cents: i64,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub lines: Vec<EventLine>,
 }
 
 impl MessageKind for OrderRejected {
     const KIND: &'static str = "OrderRejected";
     const SCHEMA_VERSION: u32 = 1;
+
+    fn attributes(&self) -> Attributes {
+        let mut a = order_attributes(
+            "order.rejected",
+            self.order_id,
+            self.total_cents,
+            &self.email,
+            &self.lines,
+        );
+        a.insert("reason".into(), self.reason.clone().into());
+        a
+    }
 }
 
-/// Event: a product changed (price, stock, text); caches drop their copy.
+/// Event `product.changed`: a product changed (price, stock, text); caches drop their
+/// copy. `category` when the writer knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductChanged {
     pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 impl MessageKind for ProductChanged {
     const KIND: &'static str = "ProductChanged";
     const SCHEMA_VERSION: u32 = 1;
+
+    fn attributes(&self) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert("type".into(), "product.changed".into());
+        a.insert("sku".into(), self.sku.clone().into());
+        if let Some(category) = &self.category {
+            a.insert("category".into(), category.clone().into());
+        }
+        a
+    }
+}
+
+/// Event `inventory.adjusted`: the worker applied one supplier adjustment (`op` `set` or
+/// `add` of `quantity`) and the sku's stock became `stock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryAdjusted {
+    pub adjustment_id: Uuid,
+    pub sku: String,
+    pub sequence: i64,
+    pub op: String,
+    pub quantity: i64,
+    pub stock: i64,
+}
+
+impl MessageKind for InventoryAdjusted {
+    const KIND: &'static str = "InventoryAdjusted";
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn attributes(&self) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert("type".into(), "inventory.adjusted".into());
+        a.insert("sku".into(), self.sku.clone().into());
+        a.insert("op".into(), self.op.clone().into());
+        a.insert("quantity".into(), self.quantity.into());
+        a.insert("stock".into(), self.stock.into());
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, category: &str) -> EventLine {
+        EventLine {
+            sku: sku.into(),
+            name: format!("{sku} name"),
+            category: category.into(),
+            quantity: 2,
+            unit_price_cents: 1500,
+        }
+    }
+
+    #[test]
+    fn order_events_carry_their_attributes() {
+        let id = Uuid::nil();
+        let fulfilled = OrderFulfilled {
+            order_id: id,
+            total_cents: 6000,
+            email: "Ann@Example.COM".into(),
+            lines: vec![
+                line("KIT-1", "Kitchen"),
+                line("LAMP-1", "Lamps"),
+                line("KIT-2", "Kitchen"),
+            ],
+        };
+        let a = fulfilled.attributes();
+        assert_eq!(a["type"], "order.fulfilled");
+        assert_eq!(a["total_cents"], 6000);
+        assert_eq!(a["category"], serde_json::json!(["Kitchen", "Lamps"]));
+        assert_eq!(a["sku"], serde_json::json!(["KIT-1", "LAMP-1", "KIT-2"]));
+        assert_eq!(a["line_count"], 3);
+        assert_eq!(a["email_domain"], "example.com");
+        assert_eq!(a["order_id"], id.to_string());
+
+        let rejected = OrderRejected {
+            order_id: id,
+            reason: "out_of_stock".into(),
+            total_cents: 100,
+            email: "a@b.io".into(),
+            lines: vec![],
+        };
+        assert_eq!(rejected.attributes()["reason"], "out_of_stock");
+        assert_eq!(rejected.attributes()["type"], "order.rejected");
+    }
+
+    #[test]
+    fn an_envelope_takes_the_attributes_of_its_payload() {
+        let e = Envelope::new(
+            ProductChanged {
+                sku: "KIT-1".into(),
+                category: Some("Kitchen".into()),
+            },
+            None,
+        );
+        assert_eq!(e.attributes["type"], "product.changed");
+        assert_eq!(e.attributes["category"], "Kitchen");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["attributes"]["sku"], "KIT-1");
+    }
+
+    #[test]
+    fn events_written_before_the_new_fields_still_read() {
+        let old = serde_json::json!({"order_id": Uuid::nil(), "total_cents": 5});
+        let f: OrderFulfilled = serde_json::from_value(old.clone()).unwrap();
+        assert!(f.lines.is_empty() && f.email.is_empty());
+        let r: OrderRejected =
+            serde_json::from_value(serde_json::json!({"order_id": Uuid::nil(), "reason": "x"}))
+                .unwrap();
+        assert_eq!(r.total_cents, 0);
+        let p: ProductChanged = serde_json::from_value(serde_json::json!({"sku": "A"})).unwrap();
+        assert_eq!(p.category, None);
+    }
 }

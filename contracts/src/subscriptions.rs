@@ -1,8 +1,11 @@
 //! Subscriptions to the event topics (SNS's role): the names every tier agrees on. The
 //! API bodies live in [`crate::api`]; the filter-policy language in [`crate::filter`].
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::messages::Attributes;
 
 /// A topic: a named set of event types on the `events` exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,6 +134,135 @@ impl SubscriptionStatus {
             _ => None,
         }
     }
+}
+
+/// Body of `POST /api/v1/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscription {
+    /// `orders` (the default) or `catalog`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Topic>))]
+    pub topic: Option<String>,
+    /// `http`, `https`, `email`, `queue` or `function`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Protocol))]
+    pub protocol: String,
+    /// A URL (http/https), a mail address (email), a queue name (queue) or a function's
+    /// name (function: `loyalty-points`, `low-stock-alert`).
+    pub endpoint: String,
+    /// SNS filter-policy syntax on the events' attributes; absent: every event of the topic.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub filter_policy: Option<serde_json::Value>,
+    /// true: the event's payload alone; false (default): the envelope.
+    #[serde(default)]
+    pub raw_delivery: bool,
+}
+
+/// A subscription with its delivery counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Subscription {
+    pub id: Uuid,
+    pub topic: Topic,
+    pub protocol: Protocol,
+    pub endpoint: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub filter_policy: Option<serde_json::Value>,
+    pub raw_delivery: bool,
+    pub status: SubscriptionStatus,
+    /// The HMAC-SHA256 key (hex) of the `Strata-Signature` header: http/https only, and
+    /// only in the answer that created the subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The principal that created it (`admin` or a topic-policy principal).
+    pub owner: String,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Events delivered (2xx, mail accepted, message confirmed).
+    pub delivered: i64,
+    /// Failed attempts sent to a retry tier.
+    pub retried: i64,
+    /// Failed attempts.
+    pub failed: i64,
+    /// Events that failed every attempt, now in the subscription's DLQ.
+    pub dead_lettered: i64,
+    /// Events the filter policy did not match.
+    pub filtered: i64,
+    pub last_error: Option<String>,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    /// Messages in `sub.<id>.dlq`; null when the broker's management API did not answer.
+    pub dlq_depth: Option<u64>,
+}
+
+/// `GET /api/v1/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionList {
+    pub items: Vec<Subscription>,
+}
+
+/// Body of `POST /api/v1/topics/{topic}/messages` (SNS Publish).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The event type, a routing key of the topic (`order.*` for orders; `product.*`,
+    /// `inventory.*` for catalog).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Message attributes for filter policies: strings, numbers, booleans or arrays of
+    /// strings and numbers; at most 10. `type` is set to the event type.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub attributes: Attributes,
+    /// The payload subscribers get.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub message: serde_json::Value,
+}
+
+/// Answer of `POST /api/v1/topics/{topic}/messages`: accepted into the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Published {
+    pub message_id: Uuid,
+    pub topic: Topic,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Answer of `GET /api/v1/subscriptions/{id}/confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Confirmed {
+    pub id: Uuid,
+    pub status: SubscriptionStatus,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// One message of a subscription's DLQ (peeked, not consumed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionDeadLetter {
+    pub message_id: Option<String>,
+    /// The event type (the routing key it was published with).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The headers as text (the last error and the attempt count among them).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body as text (cut at 2 KiB).
+    pub body: String,
+}
+
+/// `GET /api/v1/subscriptions/{id}/dlq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionDeadLetters {
+    pub queue: String,
+    pub total: u32,
+    pub items: Vec<SubscriptionDeadLetter>,
 }
 
 /// The handlers compiled into the worker binary that a `function` subscription can name.

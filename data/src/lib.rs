@@ -4,11 +4,13 @@
 //! subscription that keeps it fresh (feature `cache`); `messaging/` is RabbitMQ
 //! (connecting, the one declaration of the topology, the management API, the dead-letter
 //! queue) and the transactional outbox (which needs `store`); `settings.rs` reads where
-//! those services are.
+//! those services are; `net_guard.rs` keeps subscriber endpoints out of the private tier.
 
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod messaging;
+#[cfg(any(feature = "store", feature = "cache"))]
+pub mod net_guard;
 pub mod settings;
 #[cfg(feature = "store")]
 pub mod store;

@@ -47,6 +47,15 @@ pub struct LogicSettings {
     /// The autoscaler's base URL; its `/status` is included in the ops statistics.
     #[arg(long, env = "AUTOSCALER_URL")]
     pub autoscaler_url: Option<String>,
+    /// The topic policy (JSON: principals with the SHA-256 of their token, the topics each
+    /// may publish to and subscribe to, and an optional broker user limited to the same
+    /// topics). Unset: only the admin token publishes and subscribes.
+    #[arg(long, env = "TOPIC_POLICY_FILE")]
+    pub topic_policy_file: Option<PathBuf>,
+    /// Delivery attempts of a subscription (the worker's setting of the same name): the API
+    /// declares `attempts - 1` retry tiers for each new subscription.
+    #[arg(long, env = "SUBSCRIPTION_MAX_ATTEMPTS", default_value_t = 5)]
+    pub subscription_max_attempts: u32,
     /// Threads serving HTTP requests. Each costs memory; more than the CPUs add nothing,
     /// and replicas scale further.
     #[arg(long, env = "HTTP_WORKERS", default_value_t = 2)]
@@ -87,6 +96,8 @@ impl LogicSettings {
             rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
             autoscaler_url: None,
             http_workers: 2,
+            topic_policy_file: None,
+            subscription_max_attempts: 5,
             near_cache: data::cache::near::NearCacheSettings::default(),
             stock: crate::stock::StockSettings::default(),
             data,

@@ -45,6 +45,26 @@ pub enum ApiError {
     ProductNotFound(String),
     #[error("no order with id {0}")]
     OrderNotFound(String),
+    #[error("{0}")]
+    InvalidProtocol(String),
+    #[error("{0}")]
+    InvalidEndpoint(String),
+    #[error("invalid filter policy: {0}")]
+    InvalidFilterPolicy(String),
+    #[error("unknown function {0}; known: loyalty-points, low-stock-alert")]
+    UnknownFunction(String),
+    #[error("the endpoint is refused: {0}")]
+    EndpointForbidden(String),
+    #[error("unknown topic {0}; topics: orders, catalog")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidMessage(String),
+    #[error("{0}")]
+    TopicForbidden(String),
+    #[error("no subscription with id {0}")]
+    SubscriptionNotFound(String),
+    #[error("the confirmation token does not match")]
+    InvalidConfirmationToken,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -79,6 +99,16 @@ impl ApiError {
             ApiError::StockOutOfRange(_) => "stock_out_of_range",
             ApiError::ProductNotFound(_) => "product_not_found",
             ApiError::OrderNotFound(_) => "order_not_found",
+            ApiError::InvalidProtocol(_) => "invalid_protocol",
+            ApiError::InvalidEndpoint(_) => "invalid_endpoint",
+            ApiError::InvalidFilterPolicy(_) => "invalid_filter_policy",
+            ApiError::UnknownFunction(_) => "unknown_function",
+            ApiError::EndpointForbidden(_) => "endpoint_forbidden",
+            ApiError::UnknownTopic(_) => "unknown_topic",
+            ApiError::InvalidMessage(_) => "invalid_message",
+            ApiError::TopicForbidden(_) => "topic_forbidden",
+            ApiError::SubscriptionNotFound(_) => "subscription_not_found",
+            ApiError::InvalidConfirmationToken => "invalid_confirmation_token",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
@@ -91,7 +121,9 @@ impl ApiError {
     pub fn audit_outcome(&self) -> contracts::AuditOutcome {
         use contracts::AuditOutcome;
         match self {
-            ApiError::Unauthorized => AuditOutcome::Denied,
+            ApiError::Unauthorized
+            | ApiError::TopicForbidden(_)
+            | ApiError::InvalidConfirmationToken => AuditOutcome::Denied,
             ApiError::Unavailable(_) | ApiError::Internal(_) => AuditOutcome::Failed,
             _ => AuditOutcome::Rejected,
         }
@@ -118,6 +150,16 @@ impl ApiError {
         "stock_out_of_range",
         "product_not_found",
         "order_not_found",
+        "invalid_protocol",
+        "invalid_endpoint",
+        "invalid_filter_policy",
+        "unknown_function",
+        "endpoint_forbidden",
+        "unknown_topic",
+        "invalid_message",
+        "topic_forbidden",
+        "subscription_not_found",
+        "invalid_confirmation_token",
         "not_found",
         "method_not_allowed",
         "unauthorized",
@@ -168,10 +210,21 @@ impl ResponseError for ApiError {
             | ApiError::IdempotencyKeyReused
             | ApiError::InvalidRedrive(_)
             | ApiError::InvalidAdjustment(_)
-            | ApiError::StockOutOfRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ProductNotFound(_) | ApiError::OrderNotFound(_) | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
+            | ApiError::StockOutOfRange(_)
+            | ApiError::InvalidProtocol(_)
+            | ApiError::InvalidEndpoint(_)
+            | ApiError::InvalidFilterPolicy(_)
+            | ApiError::UnknownFunction(_)
+            | ApiError::EndpointForbidden(_)
+            | ApiError::InvalidMessage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TopicForbidden(_) | ApiError::InvalidConfirmationToken => {
+                StatusCode::FORBIDDEN
             }
+            ApiError::ProductNotFound(_)
+            | ApiError::OrderNotFound(_)
+            | ApiError::UnknownTopic(_)
+            | ApiError::SubscriptionNotFound(_)
+            | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -15,6 +15,7 @@ pub mod seed;
 pub mod startup;
 pub mod stock;
 pub mod telemetry;
+pub mod topic_policy;
 pub mod validation;
 
 pub use config::LogicSettings;

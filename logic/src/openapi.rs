@@ -32,6 +32,14 @@ use crate::routes;
         routes::inventory::adjust,
         routes::inventory::history,
         routes::inventory::partitions,
+        routes::subscriptions::create,
+        routes::subscriptions::list,
+        routes::subscriptions::get,
+        routes::subscriptions::remove,
+        routes::subscriptions::confirm,
+        routes::subscriptions::dead_letters,
+        routes::subscriptions::redrive,
+        routes::topics::publish,
         openapi_json,
     ),
     // Schemas only named by a query parameter (or, for the reasons, only in words: `reason`
@@ -41,6 +49,7 @@ use crate::routes;
     tags(
         (name = "catalog", description = "products and categories"),
         (name = "orders", description = "placing and following orders"),
+        (name = "subscriptions", description = "SNS-style topics: subscriptions with filter policies, confirmation, their dead letters, publishing"),
         (name = "inventory", description = "the supplier inventory feed: adjustments applied in order per sku"),
         (name = "health", description = "probes and metrics"),
         (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),

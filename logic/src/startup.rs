@@ -70,6 +70,22 @@ impl Application {
         data::cache::near::describe_metrics();
         crate::stock::describe_metrics();
         let stock = Arc::new(StockView::new(pool.clone(), stock_freshness));
+        let topic_policy = Arc::new(crate::topic_policy::TopicPolicy::load(
+            settings.topic_policy_file.as_deref(),
+        )?);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client")?;
+        let background = CancellationToken::new();
+        apply_topic_permissions(
+            &topic_policy,
+            &http,
+            &settings.rabbitmq_api_url,
+            &data_settings,
+            &background,
+        )
+        .await?;
 
         let state = web::Data::new(AppState {
             pool: pool.clone(),
@@ -79,11 +95,10 @@ impl Application {
             data: data_settings.clone(),
             rabbitmq_api_url: settings.rabbitmq_api_url.clone(),
             autoscaler_url: settings.autoscaler_url.clone(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .context("building the HTTP client")?,
+            http,
             dlq: tokio::sync::Mutex::new(()),
+            topic_policy,
+            subscription_retry_tiers: settings.subscription_max_attempts.saturating_sub(1) as usize,
         });
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -124,6 +139,14 @@ impl Application {
                 .service(routes::inventory::adjust)
                 .service(routes::inventory::history)
                 .service(routes::inventory::partitions)
+                .service(routes::subscriptions::create)
+                .service(routes::subscriptions::list)
+                .service(routes::subscriptions::get)
+                .service(routes::subscriptions::remove)
+                .service(routes::subscriptions::confirm)
+                .service(routes::subscriptions::dead_letters)
+                .service(routes::subscriptions::redrive)
+                .service(routes::topics::publish)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
@@ -136,7 +159,6 @@ impl Application {
         .shutdown_timeout(10)
         .run();
 
-        let background = CancellationToken::new();
         let relay = settings.outbox_relay.then(|| {
             tokio::spawn(relay::run(
                 pool.clone(),
@@ -221,6 +243,39 @@ impl Application {
     }
 }
 
+/// Sets the broker users' topic permissions before serving (the policy is enforced on the
+/// broker from the first request); when the management API does not answer, a task keeps
+/// trying in the background.
+async fn apply_topic_permissions(
+    policy: &Arc<crate::topic_policy::TopicPolicy>,
+    http: &reqwest::Client,
+    api: &str,
+    data: &data::DataSettings,
+    background: &CancellationToken,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    if !policy.principals.iter().any(|p| p.broker_user.is_some()) {
+        return Ok(());
+    }
+    let account = data::messaging::management::AmqpAccount::of(data.amqp_url.expose_secret())?;
+    if let Err(err) =
+        crate::topic_policy::apply_broker_permissions(policy, http, api, &account).await
+    {
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "broker topic permissions not set; retrying in the background"
+        );
+        tokio::spawn(crate::topic_policy::keep_applying(
+            policy.clone(),
+            http.clone(),
+            api.to_owned(),
+            account,
+            background.child_token(),
+        ));
+    }
+    Ok(())
+}
+
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
     // A known path with another method is 405 with `Allow`; anything else is 404.
@@ -235,6 +290,22 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         }
         "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" | "/api/v1/ops/fifo" => {
             Some("GET")
+        }
+        "/api/v1/subscriptions" => Some("GET, POST"),
+        p if p.starts_with("/api/v1/subscriptions/") => {
+            let rest: Vec<&str> = p["/api/v1/subscriptions/".len()..].split('/').collect();
+            match rest[..] {
+                [_] => Some("GET, DELETE"),
+                [_, "confirm"] | [_, "dlq"] => Some("GET"),
+                [_, "dlq", "redrive"] => Some("POST"),
+                _ => None,
+            }
+        }
+        p if p.starts_with("/api/v1/topics/")
+            && p.ends_with("/messages")
+            && p.matches('/').count() == 5 =>
+        {
+            Some("POST")
         }
         p if p.starts_with("/api/v1/products/")
             && !p["/api/v1/products/".len()..].contains('/') =>

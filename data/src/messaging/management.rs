@@ -107,6 +107,80 @@ pub async fn queue_reading(
     })
 }
 
+/// `{api}/api/{segments...}`, each segment percent-encoded.
+pub fn api_url(api: &str, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(api).with_context(|| format!("management API URL {api}"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("management API URL {api} cannot take a path"))?
+        .pop_if_empty()
+        .push("api")
+        .extend(segments);
+    Ok(url)
+}
+
+/// Sets a user's topic permissions on one exchange of a vhost, as `rabbitmqctl
+/// set_topic_permissions -p VHOST USER EXCHANGE WRITE READ` does: `write` limits the
+/// routing keys the user may publish with, `read` those it may bind a queue with.
+pub async fn set_topic_permissions(
+    http: &reqwest::Client,
+    api: &str,
+    account: &AmqpAccount,
+    user: &str,
+    exchange: &str,
+    write: &str,
+    read: &str,
+) -> anyhow::Result<()> {
+    let url = api_url(api, &["topic-permissions", &account.vhost, user])?;
+    http.put(url)
+        .basic_auth(&account.user, Some(&account.password))
+        .json(&serde_json::json!({"exchange": exchange, "write": write, "read": read}))
+        .send()
+        .await
+        .context("calling the management API")?
+        .error_for_status()
+        .with_context(|| format!("setting the topic permissions of {user}"))?;
+    Ok(())
+}
+
+/// Messages (ready and unacknowledged) of every queue of the account's vhost whose name
+/// starts with `prefix`, in one call. Queues without statistics yet count 0.
+pub async fn queue_depths(
+    http: &reqwest::Client,
+    api: &str,
+    account: &AmqpAccount,
+    prefix: &str,
+) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+    let mut url = api_url(api, &["queues", &account.vhost])?;
+    url.query_pairs_mut().append_pair(
+        "columns",
+        "name,messages,messages_ready,messages_unacknowledged",
+    );
+    let queues: Vec<serde_json::Value> = http
+        .get(url)
+        .basic_auth(&account.user, Some(&account.password))
+        .send()
+        .await
+        .context("calling the management API")?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(queues
+        .iter()
+        .filter_map(|q| {
+            let name = q.get("name")?.as_str()?;
+            name.starts_with(prefix).then(|| {
+                let depth = q
+                    .get("messages")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or_else(|| {
+                        queue_counts(q).map_or(0, |(ready, unacked)| ready + unacked)
+                    });
+                (name.to_owned(), depth)
+            })
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ pub mod fifo;
 pub mod management;
 #[cfg(feature = "store")]
 pub mod outbox;
+pub mod subscription_dlq;
 pub mod subscriptions;

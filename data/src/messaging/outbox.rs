@@ -84,6 +84,35 @@ pub async fn enqueue<T: MessageKind>(
     Ok(())
 }
 
+/// Writes several messages to the outbox in ONE statement inside the caller's
+/// transaction, in the order given. Call [`announce`] once the transaction has committed.
+pub async fn enqueue_many(conn: &mut PgConnection, messages: &[Message<'_>]) -> sqlx::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = messages.iter().map(|m| m.message_id).collect();
+    let exchanges: Vec<&str> = messages.iter().map(|m| m.exchange).collect();
+    let keys: Vec<&str> = messages.iter().map(|m| m.routing_key).collect();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
+    let bodies: Vec<serde_json::Value> = messages.iter().map(|m| m.body.clone()).collect();
+    let traceparents: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent).collect();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent) \
+         SELECT a, b, c, d, e, f FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+                              $6::text[]) WITH ORDINALITY AS m (a, b, c, d, e, f, n) \
+         ORDER BY n",
+    )
+    .bind(&ids)
+    .bind(&exchanges)
+    .bind(&keys)
+    .bind(&kinds)
+    .bind(&bodies)
+    .bind(&traceparents)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The database a pool works in: in-process wake-ups go only to relays (and notifiers)
 /// of the same database, so that tests running side by side in one process, each in a
 /// database of its own, do not wake each other.

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use contracts::{
     AdjustmentOp, AdjustmentRequest, AppliedAdjustment, ApplyAdjustment, AuditAction,
-    DEDUP_WINDOW_SECS, EVENTS_EXCHANGE, Envelope, INVENTORY_EXCHANGE, MAX_STOCK_LEVEL,
-    ProductChanged, partition_of, partition_queue,
+    DEDUP_WINDOW_SECS, EVENTS_EXCHANGE, Envelope, INVENTORY_EXCHANGE, InventoryAdjusted,
+    MAX_STOCK_LEVEL, ProductChanged, partition_of, partition_queue,
 };
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -227,8 +227,8 @@ const APPLY_BATCH: i64 = 200;
 /// sku's group row: every adjustment after the last applied one, by sequence, up to the
 /// newest one committed (at most [`APPLY_BATCH`] past the message's), each either
 /// applied to the stock or (out of 0..=MAX_STOCK_LEVEL, since orders took stock after it was
-/// accepted) refused; then the new stock, the applied sequence and a `ProductChanged`
-/// event (caches drop the product). Sequences are handed out under the same row's lock
+/// accepted) refused; then the new stock, the applied sequence, an `inventory.adjusted`
+/// event per applied adjustment and a `product.changed` event (caches drop the product). Sequences are handed out under the same row's lock
 /// and commit in order, so the committed adjustments are always 1..=n without a gap: a
 /// message whose adjustment was applied with an earlier or later one (a backlog, or a
 /// message overtaken by a later one of its sku because another relay published it first)
@@ -281,12 +281,13 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
             command.sku, command.sequence
         )));
     }
-    let mut stock: i64 =
-        sqlx::query_scalar::<_, i32>("SELECT stock FROM products WHERE sku = $1 FOR UPDATE")
+    let (stock, category): (i32, String) =
+        sqlx::query_as("SELECT stock, category FROM products WHERE sku = $1 FOR UPDATE")
             .bind(&command.sku)
             .fetch_one(&mut *tx)
-            .await?
-            .into();
+            .await?;
+    let mut stock = i64::from(stock);
+    let mut events = Vec::with_capacity(rows.len() + 1);
     let mut ids = Vec::with_capacity(rows.len());
     let mut statuses = Vec::with_capacity(rows.len());
     let mut after = Vec::with_capacity(rows.len());
@@ -296,6 +297,17 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
         let next = op.apply(stock, row.quantity);
         let status = if (0..=MAX_STOCK_LEVEL).contains(&next) {
             stock = next;
+            events.push(Envelope::new(
+                InventoryAdjusted {
+                    adjustment_id: row.id,
+                    sku: command.sku.clone(),
+                    sequence: row.sequence,
+                    op: row.op.clone(),
+                    quantity: row.quantity,
+                    stock,
+                },
+                None,
+            ));
             "applied"
         } else {
             "refused"
@@ -331,13 +343,23 @@ pub async fn apply(pool: &PgPool, command: &ApplyAdjustment) -> sqlx::Result<App
         .bind(last)
         .execute(&mut *tx)
         .await?;
+    let mut messages = events
+        .iter()
+        .map(|e| outbox::Message::new(EVENTS_EXCHANGE, "inventory.adjusted", e))
+        .collect::<sqlx::Result<Vec<_>>>()?;
     let event = Envelope::new(
         ProductChanged {
             sku: command.sku.clone(),
+            category: Some(category),
         },
         None,
     );
-    outbox::enqueue(&mut tx, EVENTS_EXCHANGE, "product.changed", &event).await?;
+    messages.push(outbox::Message::new(
+        EVENTS_EXCHANGE,
+        "product.changed",
+        &event,
+    )?);
+    outbox::enqueue_many(&mut tx, &messages).await?;
     tx.commit().await?;
     outbox::announce(pool, &mut conn).await;
     Ok(Applied::Applied(rows.len()))

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use contracts::{
     AuditAction, COMMANDS_EXCHANGE, Envelope, FULFIL_ROUTING_KEY, FulfilOrder, Order, OrderLine,
-    OrderStatus, OrderStep, PlaceOrder,
+    OrderPlaced, OrderStatus, OrderStep, PlaceOrder,
 };
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -75,7 +75,8 @@ pub async fn place_recorded(
 
 /// Places an order in ONE statement, so one round trip to Postgres: the prices are read,
 /// and only when every sku exists and the idempotency key (if any) is new are the order,
-/// its lines, the key, the outbox message and the audit entry inserted. A statement is a
+/// its lines, the key, the outbox messages (the `FulfilOrder` command and the
+/// `order.placed` event) and the audit entry inserted. A statement is a
 /// transaction of its own: all of it commits or none. The answer says which case it was.
 /// `bench/pgbench/place.sql` runs the same statement.
 ///
@@ -83,9 +84,14 @@ pub async fn place_recorded(
 /// length: Postgres then settles on one generic plan per connection after five executions.
 /// Passed directly, their length made every custom plan look cheaper than the generic one,
 /// and the statement was planned anew on every order.
+///
+/// The `order.placed` envelope comes in built by [`OrderPlaced`] without what only the
+/// catalog knows (`$18`); the statement adds the total, the lines with their names and
+/// categories, and the attributes made of them, exactly as `OrderPlaced::attributes` would
+/// (a test compares the two).
 const PLACE: &str = "\
 WITH line AS (
-    SELECT i.line_no, i.sku, i.quantity, p.price_cents
+    SELECT i.line_no, i.sku, i.quantity, p.price_cents, p.name, p.category
     FROM unnest((SELECT $2::smallint[]), (SELECT $3::text[]), (SELECT $4::int[]))
         AS i (line_no, sku, quantity)
     JOIN products p ON p.sku = i.sku
@@ -94,7 +100,14 @@ priced AS (
     SELECT count(*) = cardinality($3::text[]) AS complete,
            coalesce(sum(quantity::bigint * price_cents), 0)::bigint AS total,
            array_agg(sku ORDER BY line_no) AS skus,
-           array_agg(price_cents ORDER BY line_no) AS prices
+           array_agg(price_cents ORDER BY line_no) AS prices,
+           coalesce(jsonb_agg(jsonb_build_object('sku', sku, 'name', name,
+               'category', category, 'quantity', quantity, 'unit_price_cents', price_cents)
+               ORDER BY line_no), '[]') AS event_lines,
+           coalesce(jsonb_agg(DISTINCT category COLLATE \"C\"
+               ORDER BY category COLLATE \"C\"), '[]') AS categories,
+           coalesce(jsonb_agg(sku ORDER BY line_no), '[]') AS event_skus,
+           count(*) AS line_count
     FROM line
 ),
 -- A concurrent request with the same key waits here until the first one commits.
@@ -120,6 +133,16 @@ lines AS (
 message AS (
     INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
     SELECT $8::uuid, $9::text, $10::text, $11::text, $12::jsonb, $13::text FROM go
+    UNION ALL
+    SELECT ($18::jsonb ->> 'message_id')::uuid, 'events', 'order.placed', 'OrderPlaced',
+           $18::jsonb
+           || jsonb_build_object('payload', ($18::jsonb -> 'payload')
+                  || jsonb_build_object('total_cents', go.total, 'lines', p.event_lines))
+           || jsonb_build_object('attributes', ($18::jsonb -> 'attributes')
+                  || jsonb_build_object('total_cents', go.total, 'category', p.categories,
+                         'sku', p.event_skus, 'line_count', p.line_count)),
+           $13::text
+    FROM go, priced p
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target, outcome, request_id, trace_id, detail)
@@ -156,6 +179,16 @@ async fn place_as(
     let hash = idempotency_key.map(|_| request_hash(order));
     let id = Uuid::now_v7();
     tracing::Span::current().record("order.id", tracing::field::display(id));
+    let placed = Envelope::new(
+        OrderPlaced {
+            order_id: id,
+            email: order.email.clone(),
+            total_cents: 0,
+            lines: Vec::new(),
+        },
+        traceparent.clone(),
+    );
+    let placed = serde_json::to_value(&placed).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let command = Envelope::new(FulfilOrder { order_id: id }, traceparent);
     let message = outbox::Message::new(COMMANDS_EXCHANGE, FULFIL_ROUTING_KEY, &command)?;
     let detail = serde_json::json!({
@@ -167,8 +200,15 @@ async fn place_as(
     // server answered that it ended the session, which it does before a commit, never
     // after (see `retry`). A connection that broke mid-answer leaves the outcome unknown:
     // the error goes back (503) and the client retries with its Idempotency-Key.
-    let (line_nos, skus, quantities, hash, message, detail) =
-        (&line_nos, &skus, &quantities, &hash, &message, &detail);
+    let (line_nos, skus, quantities, hash, message, detail, placed) = (
+        &line_nos,
+        &skus,
+        &quantities,
+        &hash,
+        &message,
+        &detail,
+        &placed,
+    );
     let (row, mut conn) = retry::once_more(
         pool,
         "orders.place",
@@ -187,6 +227,7 @@ async fn place_as(
                 .bind(caller.and_then(|c| c.request_id))
                 .bind(caller.and_then(|c| c.trace_id.as_deref()))
                 .bind(detail)
+                .bind(placed)
                 .fetch_one(&mut *conn)
                 .await?;
             sqlx::Result::Ok((row, conn))

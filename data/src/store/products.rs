@@ -207,6 +207,7 @@ async fn update_on(
     let event = Envelope::new(
         ProductChanged {
             sku: row.sku.clone(),
+            category: Some(row.category.clone()),
         },
         traceparent,
     );

@@ -6,6 +6,8 @@ pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod subscriptions;
+pub mod topics;
 
 use std::sync::Arc;
 
@@ -29,4 +31,8 @@ pub struct AppState {
     /// messages it shows unacknowledged, so a count or a redrive running beside it would
     /// miss them.
     pub dlq: tokio::sync::Mutex<()>,
+    /// Who may publish to and subscribe to which topic ([`crate::topic_policy`]).
+    pub topic_policy: Arc<crate::topic_policy::TopicPolicy>,
+    /// Retry tiers declared for each new subscription (`SUBSCRIPTION_MAX_ATTEMPTS - 1`).
+    pub subscription_retry_tiers: usize,
 }

@@ -6,7 +6,9 @@
 //! the compensation and the sweeper take), so concurrent workers and sweepers never
 //! deadlock. Product locks are held for one short transaction, never across a payment.
 
-use contracts::{EVENTS_EXCHANGE, Envelope, OrderFulfilled, OrderRejected, OrderStatus, OrderStep};
+use contracts::{
+    EVENTS_EXCHANGE, Envelope, EventLine, OrderFulfilled, OrderRejected, OrderStatus, OrderStep,
+};
 use data::messaging::outbox;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -78,6 +80,16 @@ settled AS (
 )
 INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
 VALUES ($8, $9, $10, $11, $12, $13)";
+
+/// What the final event tells of the order: the address, the total and the lines with the
+/// products' names and categories (the confirmation mail and the filter attributes).
+const DETAILS: &str = "\
+SELECT o.email, o.total_cents, l.sku, p.name, p.category, l.quantity, l.unit_price_cents
+FROM orders o
+JOIN order_lines l ON l.order_id = o.id
+JOIN products p ON p.sku = l.sku
+WHERE o.id = $1
+ORDER BY l.line_no";
 
 /// A message met an order that is final already: recorded, so that the same message
 /// again is known as a duplicate.
@@ -174,6 +186,7 @@ pub(super) async fn finish(
     traceparent: Option<String>,
 ) -> Result<(), FulfilError> {
     let none: (Vec<String>, Vec<i32>) = (Vec::new(), Vec::new());
+    let details = details(conn, order_id).await?;
     let (step, reason, lines, event) = match ending {
         Ending::Fulfilled { total_cents } => (
             OrderStep::Fulfilled,
@@ -183,6 +196,8 @@ pub(super) async fn finish(
                 OrderFulfilled {
                     order_id,
                     total_cents,
+                    email: details.email,
+                    lines: details.lines,
                 },
                 traceparent,
             )),
@@ -195,6 +210,9 @@ pub(super) async fn finish(
                 OrderRejected {
                     order_id,
                     reason: reason.to_owned(),
+                    total_cents: details.total_cents,
+                    email: details.email,
+                    lines: details.lines,
                 },
                 traceparent,
             )),
@@ -214,6 +232,38 @@ pub(super) async fn finish(
         .bind(order_id);
     outbox::bind_message!(query, message).execute(conn).await?;
     Ok(())
+}
+
+/// The order as its final event describes it.
+struct Details {
+    email: String,
+    total_cents: i64,
+    lines: Vec<EventLine>,
+}
+
+async fn details(conn: &mut PgConnection, order_id: Uuid) -> sqlx::Result<Details> {
+    let rows: Vec<(String, i64, String, String, String, i32, i64)> = sqlx::query_as(DETAILS)
+        .bind(order_id)
+        .fetch_all(conn)
+        .await?;
+    let (email, total_cents) = rows.first().map(|r| (r.0.clone(), r.1)).unwrap_or_default();
+    let lines = rows
+        .into_iter()
+        .map(
+            |(_, _, sku, name, category, quantity, unit_price_cents)| EventLine {
+                sku,
+                name,
+                category,
+                quantity,
+                unit_price_cents,
+            },
+        )
+        .collect();
+    Ok(Details {
+        email,
+        total_cents,
+        lines,
+    })
 }
 
 /// Records a message that met a final order: true when it is new (the order was made
