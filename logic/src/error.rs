@@ -61,6 +61,8 @@ pub enum ApiError {
     InvalidMessage(String),
     #[error("{0}")]
     TopicForbidden(String),
+    #[error("'{0}' is not a valid subscription id (a UUID)")]
+    InvalidSubscriptionId(String),
     #[error("no subscription with id {0}")]
     SubscriptionNotFound(String),
     #[error("the confirmation token does not match")]
@@ -107,6 +109,7 @@ impl ApiError {
             ApiError::UnknownTopic(_) => "unknown_topic",
             ApiError::InvalidMessage(_) => "invalid_message",
             ApiError::TopicForbidden(_) => "topic_forbidden",
+            ApiError::InvalidSubscriptionId(_) => "invalid_subscription_id",
             ApiError::SubscriptionNotFound(_) => "subscription_not_found",
             ApiError::InvalidConfirmationToken => "invalid_confirmation_token",
             ApiError::NotFound => "not_found",
@@ -158,6 +161,7 @@ impl ApiError {
         "unknown_topic",
         "invalid_message",
         "topic_forbidden",
+        "invalid_subscription_id",
         "subscription_not_found",
         "invalid_confirmation_token",
         "not_found",
@@ -197,6 +201,7 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidOrderId(_)
+            | ApiError::InvalidSubscriptionId(_)
             | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -40,7 +40,17 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw)
         .ok()
         .filter(|_| raw.len() == 36)
-        .ok_or_else(|| ApiError::SubscriptionNotFound(raw.to_owned()))
+        .ok_or_else(|| ApiError::InvalidSubscriptionId(raw.to_owned()))
+}
+
+/// Whether a JSON value holds a NUL anywhere (Postgres's jsonb cannot store one).
+pub fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn random_hex() -> String {
@@ -142,6 +152,11 @@ async fn validate(
     })?;
     check_endpoint(protocol, &request.endpoint, profile).await?;
     if let Some(policy) = &request.filter_policy {
+        if has_nul(policy) {
+            return Err(ApiError::InvalidFilterPolicy(
+                "a filter policy must not contain NUL".into(),
+            ));
+        }
         contracts::filter::FilterPolicy::parse(policy)
             .map_err(|e| ApiError::InvalidFilterPolicy(e.to_string()))?;
     }
@@ -287,7 +302,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(SubscriptionList { items }))
 }
 
-/// The caller's subscription `raw` (deleted ones included), or 404.
+/// The caller's subscription `raw` (deleted ones included), 404 when there is none or it
+/// is another principal's, 400 for an id that is not a UUID.
 async fn owned(state: &AppState, grant: &Grant, raw: &str) -> Result<SubscriptionRow, ApiError> {
     let id = parse_id(raw)?;
     store::get(&state.pool, id)
@@ -296,14 +312,15 @@ async fn owned(state: &AppState, grant: &Grant, raw: &str) -> Result<Subscriptio
         .ok_or_else(|| ApiError::SubscriptionNotFound(raw.to_owned()))
 }
 
-/// One subscription with its delivery counters and DLQ depth.
+/// One subscription with its delivery counters and DLQ depth (a deleted one is gone: 404).
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = Uuid, Path, description = "the subscription's id")),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "the subscription", body = Subscription),
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
-        (status = 404, description = "no such subscription of the caller's (`subscription_not_found`)", body = ErrorBody),
+        (status = 400, description = "the id is not a UUID (`invalid_subscription_id`)", body = ErrorBody),
+        (status = 404, description = "no such subscription of the caller's, or deleted (`subscription_not_found`)", body = ErrorBody),
     ))]
 #[get("/api/v1/subscriptions/{id}")]
 pub async fn get(
@@ -312,12 +329,8 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let grant = state.topic_policy.authenticate(&req, &state.admin)?;
-    let row = owned(&state, &grant, &id).await?;
-    let depths = if row.status() == Some(SubscriptionStatus::Deleted) {
-        None
-    } else {
-        dlq_depths(&state).await
-    };
+    let row = live(owned(&state, &grant, &id).await?, &id)?;
+    let depths = dlq_depths(&state).await;
     Ok(HttpResponse::Ok().json(with_depth(&row, &depths)?))
 }
 
@@ -329,6 +342,7 @@ pub async fn get(
     responses(
         (status = 200, description = "deleted", body = Subscription),
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
+        (status = 400, description = "the id is not a UUID (`invalid_subscription_id`)", body = ErrorBody),
         (status = 404, description = "no such subscription, or deleted already (`subscription_not_found`)", body = ErrorBody),
         (status = 503, description = "Postgres or RabbitMQ unreachable", body = ErrorBody),
     ))]
@@ -389,7 +403,7 @@ pub struct ConfirmParams {
     params(("id" = Uuid, Path, description = "the subscription's id"), ConfirmParams),
     responses(
         (status = 200, description = "confirmed", body = Confirmed),
-        (status = 400, description = "no token (`invalid_query`)", body = ErrorBody),
+        (status = 400, description = "no token (`invalid_query`), an id that is not a UUID (`invalid_subscription_id`)", body = ErrorBody),
         (status = 403, description = "wrong token (`invalid_confirmation_token`)", body = ErrorBody),
         (status = 404, description = "no such subscription (`subscription_not_found`)", body = ErrorBody),
     ))]
@@ -439,6 +453,7 @@ pub struct DlqParams {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "the dead letters", body = SubscriptionDeadLetters),
+        (status = 400, description = "limit out of 1..=100 (`invalid_query`), an id that is not a UUID (`invalid_subscription_id`)", body = ErrorBody),
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
         (status = 404, description = "no such subscription (`subscription_not_found`)", body = ErrorBody),
         (status = 503, description = "RabbitMQ unreachable", body = ErrorBody),
@@ -483,6 +498,7 @@ fn live(row: SubscriptionRow, raw: &str) -> Result<SubscriptionRow, ApiError> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "moved", body = RedriveResult),
+        (status = 400, description = "malformed JSON (`malformed_json`), an id that is not a UUID (`invalid_subscription_id`)", body = ErrorBody),
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
         (status = 404, description = "no such subscription (`subscription_not_found`)", body = ErrorBody),
         (status = 422, description = "limit out of 1..=10000 (`invalid_redrive`)", body = ErrorBody),

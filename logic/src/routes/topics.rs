@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::routes::subscriptions::authenticate;
+use crate::routes::subscriptions::{authenticate, has_nul};
 use crate::routes::{AppState, audit};
 use crate::telemetry::trace_context;
 
@@ -55,7 +55,7 @@ fn check_type(topic: Topic, event_type: &str) -> Result<(), ApiError> {
 
 fn check_scalar(name: &str, v: &Value) -> Result<(), ApiError> {
     match v {
-        Value::String(s) if s.len() <= 256 => Ok(()),
+        Value::String(s) if s.len() <= 256 && !s.contains('\0') => Ok(()),
         Value::Number(_) | Value::Bool(_) => Ok(()),
         _ => Err(invalid(format!(
             "attribute {name}: a string (at most 256 bytes), a number, a boolean or an array of strings and numbers"
@@ -72,6 +72,7 @@ fn check_attributes(attributes: &contracts::Attributes) -> Result<(), ApiError> 
     }
     for (name, value) in attributes {
         let named = (1..=64).contains(&name.len())
+            && !name.contains('\0')
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
@@ -128,6 +129,9 @@ pub async fn publish(
         let request: PublishRequest = crate::extract::json_object(body)?;
         check_type(topic, &request.kind)?;
         check_attributes(&request.attributes)?;
+        if has_nul(&request.message) {
+            return Err(invalid("the message must not contain NUL"));
+        }
         let mut attributes = request.attributes;
         attributes.insert("type".into(), request.kind.clone().into());
         let message_id = Uuid::now_v7();

@@ -17,4 +17,5 @@ mod resilience;
 mod secrets;
 mod seed;
 mod stock;
+mod subscriptions;
 mod telemetry;

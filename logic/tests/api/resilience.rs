@@ -46,11 +46,12 @@ async fn an_order_accepted_while_the_broker_is_unreachable_is_fulfilled_once_it_
     let order = app.place_order("out@example.com", &[("TENT-1", 1)]).await;
     assert_eq!(order.status, OrderStatus::Pending);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let unpublished: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&app.env.pool)
-            .await
-            .expect("count");
+    let unpublished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND kind = 'FulfilOrder'",
+    )
+    .fetch_one(&app.env.pool)
+    .await
+    .expect("count");
     assert_eq!(
         unpublished, 1,
         "the command waits in the outbox while the broker is away"
