@@ -39,7 +39,11 @@ impl Application {
         let data = settings.data.clone().resolve_files()?;
         let pool = data::store::db::pool(&data)?;
         settings.check()?;
-        let function = settings.function.as_deref().map(Function::parse).transpose()?;
+        let function = settings
+            .function
+            .as_deref()
+            .map(Function::parse)
+            .transpose()?;
         let gateway = PaymentGateway::new(
             &pool,
             Duration::from_millis(settings.payment_latency_ms),

@@ -405,7 +405,11 @@ fn the_worker_stays_while_it_holds_a_message_then_goes_to_zero_after_the_window(
     // Empty: held for the whole window (10 s), then zero.
     let held = sim.ticks(10, full(0, 0));
     assert_eq!(held.desired, 1, "{}", held.reason);
-    assert!(held.reason.starts_with("scale-down held"), "{}", held.reason);
+    assert!(
+        held.reason.starts_with("scale-down held"),
+        "{}",
+        held.reason
+    );
     let d = sim.tick(full(0, 0));
     assert_eq!((d.desired, d.action), (0, Action::Down), "{}", d.reason);
     // And a new message starts one again at once.

@@ -143,17 +143,14 @@ async fn a_function_scales_from_zero_to_one_and_back_to_zero() {
 
     let published = Instant::now();
     let message_id = publish_fulfilled(&rig, "Fan@Example.com", 12_345).await;
-    let points: i64 = testkit::eventually(
-        Duration::from_secs(60),
-        "the loyalty points",
-        || async {
+    let points: i64 =
+        testkit::eventually(Duration::from_secs(60), "the loyalty points", || async {
             sqlx::query_scalar("SELECT points FROM loyalty_points WHERE email = 'fan@example.com'")
                 .fetch_optional(&rig.env.pool)
                 .await
                 .expect("reading loyalty_points")
-        },
-    )
-    .await;
+        })
+        .await;
     let handled = published.elapsed();
     assert_eq!(points, 123, "12,345 cents: 123 points");
     let recorded: i64 = sqlx::query_scalar(

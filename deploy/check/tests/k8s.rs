@@ -710,7 +710,11 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
             .of_kind("ScaledObject")
             .filter(|o| o["metadata"]["name"] == "worker")
             .collect();
-        assert_eq!(scaled.len(), 1, "{overlay}: one ScaledObject of the workers");
+        assert_eq!(
+            scaled.len(),
+            1,
+            "{overlay}: one ScaledObject of the workers"
+        );
         let s = &scaled[0]["spec"];
         assert_eq!(s["scaleTargetRef"]["name"], "worker");
         let worker = b
@@ -843,8 +847,11 @@ fn keda_scales_the_function_from_zero_on_its_queue() {
         assert_eq!(m["protocol"], "http");
         assert_ne!(m["excludeUnacknowledged"], "true");
         assert!(
-            b.find("TriggerAuthentication", t["authenticationRef"]["name"].as_str().unwrap_or(""))
-                .is_some(),
+            b.find(
+                "TriggerAuthentication",
+                t["authenticationRef"]["name"].as_str().unwrap_or("")
+            )
+            .is_some(),
             "{overlay}: its TriggerAuthentication"
         );
     }

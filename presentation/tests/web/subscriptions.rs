@@ -77,12 +77,18 @@ async fn subscriptions_are_listed_with_counters_and_their_dlq_is_redriven() {
     assert!(body.contains("<td>queue</td>"), "{body}");
     assert!(body.contains("<td>confirmed</td>"), "{body}");
     assert!(body.contains("data-counter=\"delivered\">0<"), "{body}");
-    assert!(body.contains("href=\"/ops/subscriptions\""), "linked: {body}");
+    assert!(
+        body.contains("href=\"/ops/subscriptions\""),
+        "linked: {body}"
+    );
     assert!(
         body.contains(&format!("action=\"/ops/subscriptions/{id}/redrive\"")),
         "{body}"
     );
-    assert!(body.contains("Functions (workers scaled from zero)"), "{body}");
+    assert!(
+        body.contains("Functions (workers scaled from zero)"),
+        "{body}"
+    );
 
     // Without the form's CSRF token: refused, nothing moved.
     let forged = c

@@ -147,7 +147,12 @@ impl FunctionConsumer {
         {
             self.handle(delivery).await?;
         }
-        let _ = bounded(limit, "closing", connection.close(200, "worker stopping".into())).await;
+        let _ = bounded(
+            limit,
+            "closing",
+            connection.close(200, "worker stopping".into()),
+        )
+        .await;
         Ok(())
     }
 

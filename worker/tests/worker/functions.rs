@@ -78,9 +78,11 @@ async fn a_function_worker_applies_its_events_once_and_consumes_nothing_else() {
         s.retry_delay_ms = 50;
     });
     let queue = function_queue_name(FUNCTION);
-    testkit::eventually(Duration::from_secs(20), "the function's consumer", || async {
-        (rig.env.queue_consumers(&queue).await == Some(1)).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the function's consumer",
+        || async { (rig.env.queue_consumers(&queue).await == Some(1)).then_some(()) },
+    )
     .await;
 
     // Stock 2 (the product's, the event has none) < 5: an alert; sent twice, one alert.
@@ -132,7 +134,10 @@ async fn a_function_worker_applies_its_events_once_and_consumes_nothing_else() {
         Some(0)
     );
     worker.stop().await.expect("a clean drain");
-    assert_eq!(count(&rig, "SELECT count(*) FROM low_stock_alerts").await, 1);
+    assert_eq!(
+        count(&rig, "SELECT count(*) FROM low_stock_alerts").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -140,8 +145,6 @@ async fn an_unknown_function_stops_the_worker_at_start() {
     let env = testkit::TestEnv::new().await;
     let mut settings = worker::WorkerSettings::with_data(env.data.clone());
     settings.function = Some("resize-image".to_owned());
-    let err = worker::Application::build(settings)
-        .err()
-        .expect("refused");
+    let err = worker::Application::build(settings).err().expect("refused");
     assert!(err.to_string().contains("unknown function"), "{err}");
 }
