@@ -176,6 +176,8 @@ async fn validate(
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "the topic policy does not let the caller subscribe (`topic_forbidden`)", body = ErrorBody),
         (status = 404, description = "unknown topic (`unknown_topic`)", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "body is not JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "`invalid_protocol`, `invalid_endpoint`, `unknown_function`, `invalid_filter_policy`, `endpoint_forbidden` (production: an endpoint in the private tier)", body = ErrorBody),
         (status = 503, description = "Postgres or RabbitMQ unreachable", body = ErrorBody),
     ))]
@@ -514,10 +516,21 @@ pub async fn redrive(
     let (caller, grant) = authenticate(&req, &state);
     let result = async {
         let grant = grant?;
-        let request: RedriveRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            RedriveRequest::default()
+        let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Null
         } else {
             serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?
+        };
+        let request: RedriveRequest = match value {
+            serde_json::Value::Null => RedriveRequest::default(),
+            value @ serde_json::Value::Object(_) => {
+                serde_json::from_value(value).map_err(|e| ApiError::MalformedJson(e.to_string()))?
+            }
+            _ => {
+                return Err(ApiError::MalformedJson(
+                    "the body must be a JSON object".into(),
+                ));
+            }
         };
         let limit = request.limit.unwrap_or(10_000);
         if !(1..=10_000).contains(&limit) {

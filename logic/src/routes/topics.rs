@@ -109,6 +109,8 @@ fn check_attributes(attributes: &contracts::Attributes) -> Result<(), ApiError> 
         (status = 401, description = "no valid token (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "the topic policy does not let the caller publish (`topic_forbidden`)", body = ErrorBody),
         (status = 404, description = "unknown topic (`unknown_topic`)", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "body is not JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "a type outside the topic, bad attributes (`invalid_message`)", body = ErrorBody),
         (status = 503, description = "Postgres unreachable", body = ErrorBody),
     ))]
