@@ -94,6 +94,9 @@ pub struct WorkerSettings {
     pub low_stock_threshold: i32,
     #[command(flatten)]
     pub data: DataSettings,
+    /// Delivery of the topics' events to their subscriptions.
+    #[command(flatten)]
+    pub subscriptions: crate::subscriptions::SubscriptionSettings,
     /// Without a command the worker consumes.
     #[command(subcommand)]
     pub command: Option<WorkerCommand>,

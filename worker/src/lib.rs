@@ -3,7 +3,8 @@
 //! is the state; a redelivery resumes it), works on each delivery under a visibility
 //! deadline ([`visibility`]), acks only after the last commit, sweeps lapsed
 //! reservations, and drains in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
-//! ([`inventory`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
+//! ([`inventory`]) and delivers the topics' events to their subscriptions
+//! ([`subscriptions`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
 //! `/metrics`. `--function <name>` runs one function handler instead ([`functions`]).
 
 pub mod budget;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod inventory;
 pub mod parent;
 pub mod startup;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod visibility;
 

@@ -18,12 +18,15 @@ use crate::fulfilment::PaymentGateway;
 use crate::functions::{Function, FunctionConsumer};
 use crate::health::{Phase, Readiness};
 use crate::inventory::FifoConsumers;
+use crate::subscriptions::Subscriptions;
 
 pub struct Application {
     consumer: Consumer,
     fifo: FifoConsumers,
     /// `--function <name>`: this process runs only that handler.
     function: Option<FunctionConsumer>,
+    /// None when `SUBSCRIPTIONS_DELIVERY` is off.
+    subscriptions: Option<Subscriptions>,
     pool: PgPool,
     stop: CancellationToken,
     readiness: Arc<Readiness>,
@@ -76,6 +79,12 @@ impl Application {
             readiness: readiness.clone(),
             stop: stop.clone(),
         });
+        // A function worker runs its handler only: no subscription manager.
+        let subscriptions = if function.is_some() {
+            None
+        } else {
+            Subscriptions::new(&settings, pool.clone(), stop.clone())?
+        };
         let consumer = Consumer {
             settings,
             pool: pool.clone(),
@@ -88,6 +97,7 @@ impl Application {
             consumer,
             fifo,
             function,
+            subscriptions,
             pool,
             stop,
             readiness,
@@ -113,6 +123,9 @@ impl Application {
         self.fifo.stop = stop.clone();
         if let Some(function) = &mut self.function {
             function.stop = stop.clone();
+        }
+        if let Some(subscriptions) = &mut self.subscriptions {
+            subscriptions.stop = stop.clone();
         }
         self.stop = stop;
         self
@@ -152,20 +165,25 @@ impl Application {
             let at = *stopped_at.get_or_init(Instant::now);
             tokio::time::sleep_until(at + drain_timeout).await;
         };
-        // Both consumers (the orders and the FIFO partitions) and the sweeper, boxed, so that dropping them
-        // below aborts the message tasks they still hold (and
-        // returns their pooled connections) before the pool is closed.
+        // The consumers (the orders, the FIFO partitions, the subscriptions) and the
+        // sweeper, boxed, so that dropping them below aborts the message tasks they still
+        // hold (and returns their pooled connections) before the pool is closed.
         let sweeper = crate::fulfilment::sweeper::run(
             self.pool.clone(),
             self.consumer.settings.reservation_sweep(),
             stop.clone(),
         );
+        let subscriptions = async {
+            if let Some(subscriptions) = self.subscriptions {
+                subscriptions.run().await;
+            }
+        };
         let function = self.function.as_ref();
         let mut run = Box::pin(async {
             match function {
                 Some(function) => function.run().await,
                 None => {
-                    tokio::join!(self.consumer.run(), self.fifo.run(), sweeper);
+                    tokio::join!(self.consumer.run(), self.fifo.run(), sweeper, subscriptions);
                 }
             }
         });

@@ -25,6 +25,14 @@ fn describe() {
         "strata_worker_database_retries_total",
         "Attempts at a message that failed because Postgres was out of reach"
     );
+    metrics::describe_counter!(
+        "strata_subscription_deliveries_total",
+        "Subscription deliveries by protocol and outcome (delivered, retried, dead_lettered, filtered, before_confirmation)"
+    );
+    metrics::describe_histogram!(
+        "strata_subscription_attempt_seconds",
+        "Duration of one delivery attempt to a subscription, by protocol"
+    );
     metrics::describe_gauge!(
         "strata_worker_consuming",
         "1 while the consumer is connected and consuming, 0 otherwise"

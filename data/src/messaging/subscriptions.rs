@@ -7,7 +7,7 @@
 //!   a per-message expiration (the tier's delay with jitter); when it expires the broker
 //!   dead-letters it back into `sub.<id>` through the default exchange. The broker has no
 //!   delayed-message plugin; this is the usual way round it.
-//! - `sub.<id>.dlq`: deliveries that failed every attempt, kept until redriven.
+//! - `sub.<id>.dlq`: deliveries that failed every attempt, kept until [`redrive`]n.
 //!
 //! A function handler's queue `fn.<name>` (quorum, delivery limit, dead-lettered into
 //! `fn.<name>.dlq`) is shared by every subscription naming the function.
@@ -16,9 +16,12 @@ use contracts::{
     EVENTS_EXCHANGE, Topic, dlq_name, function_dlq_name, function_queue_name, queue_name,
     retry_queue_name,
 };
-use lapin::Channel;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Confirmation};
 use uuid::Uuid;
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -149,4 +152,97 @@ pub async fn declare_function(
         )
         .await?;
     Ok(())
+}
+
+/// Headers of a failed delivery that a redriven message starts without: the broker's
+/// dead-lettering records, and the delivery's attempt count and last error.
+const REDRIVE_DROPS: &[&str] = &[
+    "x-death",
+    "x-first-death-reason",
+    "x-first-death-queue",
+    "x-first-death-exchange",
+    "x-last-death-reason",
+    "x-last-death-queue",
+    "x-last-death-exchange",
+    "x-delivery-count",
+    ATTEMPT_HEADER,
+    LAST_ERROR_HEADER,
+];
+
+/// The attempt a delivery of `sub.<id>` is at (1 when absent), set on the copies the
+/// consumer puts in the retry queues.
+pub const ATTEMPT_HEADER: &str = "x-strata-attempt";
+/// The error of the last attempt, on the messages of `sub.<id>.dlq`.
+pub const LAST_ERROR_HEADER: &str = "x-strata-last-error";
+
+/// Moves the messages of `sub.<id>.dlq` back into `sub.<id>`, as first attempts (the
+/// attempt and error headers removed, the message id and body kept). Each is acked in the
+/// DLQ only after the broker confirmed its copy (puts `channel` in confirm mode): a crash
+/// in between leaves a duplicate, which receivers recognise by its event id. Only the
+/// messages there when it starts are moved. Returns how many moved; it stops early, the
+/// message left in the DLQ, when the broker refuses a copy.
+pub async fn redrive(channel: &Channel, id: Uuid) -> lapin::Result<u64> {
+    let main = queue_name(id);
+    let dlq = dlq_name(id);
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let present = channel
+        .queue_declare(
+            dlq.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..DURABLE
+            },
+            FieldTable::default(),
+        )
+        .await?
+        .message_count();
+    let mut moved = 0;
+    while moved < u64::from(present) {
+        let Some(message) = channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let mut headers = FieldTable::default();
+        if let Some(old) = delivery.properties.headers() {
+            for (k, v) in old.inner() {
+                if !REDRIVE_DROPS.contains(&k.as_str()) {
+                    headers.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        headers.insert(ShortString::from("x-redriven"), AMQPValue::Boolean(true));
+        let properties = delivery.properties.clone().with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                main.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        if matches!(confirm, Confirmation::Ack(None)) {
+            delivery.ack(BasicAckOptions::default()).await?;
+            moved += 1;
+        } else {
+            delivery
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await?;
+            tracing::warn!(subscription.id = %id, moved, "the broker refused a redriven message; redrive stopped");
+            break;
+        }
+    }
+    Ok(moved)
 }

@@ -1,6 +1,6 @@
 //! The fulfilment worker against the real services: duplicates, crashes, drains, poison
 //! messages, the dead-letter queue, broker connections cut or gone silent, database
-//! outages, and the fulfilment saga's crash points.
+//! outages, the fulfilment saga's crash points, and the delivery of subscriptions.
 
 mod delivery;
 mod fifo;
@@ -12,3 +12,4 @@ mod outage;
 mod plans;
 mod processes;
 mod saga;
+mod subscriptions;
