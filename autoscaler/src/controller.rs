@@ -49,7 +49,12 @@ impl Controller {
             );
         }
         let current = self.backend.current();
-        let reading = self.source.read().await;
+        // From zero, the activation reads the exact ready count as well (no sampling lag).
+        let reading = if current == 0 {
+            self.source.read_for_activation().await
+        } else {
+            self.source.read().await
+        };
         let decision = self
             .decider
             .decide(Instant::now(), current, reading.map(|r| r.observation));
@@ -79,6 +84,7 @@ fn log_and_measure(reading: Option<Reading>, decision: &Decision) {
     let source = reading.map(|r| match r.source {
         Source::ManagementApi => "management_api",
         Source::AmqpPassive => "amqp_ready_only",
+        Source::ExactReadyAtZero => "management_api+amqp_ready",
     });
     tracing::info!(
         ready = obs.map(|o| o.ready),

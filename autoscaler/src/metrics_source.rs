@@ -23,6 +23,9 @@ pub enum Source {
     ManagementApi,
     /// AMQP `queue.declare` passive: the ready count only, exact.
     AmqpPassive,
+    /// At zero workers: the management API's reading, its ready count raised to the exact
+    /// AMQP one, which was higher (the sample had not caught up yet).
+    ExactReadyAtZero,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,6 +126,33 @@ impl QueueMetrics {
                 None
             }
         }
+    }
+
+    /// The reading that decides whether to start the first worker. At zero workers none of
+    /// ours holds a message, so the exact ready count of an AMQP passive declare is the
+    /// backlog that matters, with no sampling lag; the management API's figures are
+    /// sampled every few seconds (`collect_statistics_interval`, 5 s by default) and would
+    /// delay the activation by that much. The higher ready count of the two wins.
+    pub async fn read_for_activation(&mut self) -> Option<Reading> {
+        let mut reading = self.read().await?;
+        if reading.source != Source::ManagementApi {
+            return Some(reading);
+        }
+        match tokio::time::timeout(READ_TIMEOUT, self.read_amqp()).await {
+            Ok(Ok(ready)) if ready > reading.observation.ready => {
+                reading.observation.ready = ready;
+                reading.source = Source::ExactReadyAtZero;
+            }
+            Ok(Ok(_)) => {}
+            failed => {
+                // The API's reading stands; the connection is opened again next time.
+                self.amqp = None;
+                if let Ok(Err(err)) = failed {
+                    tracing::debug!(error = format!("{err:#}"), "exact ready count unavailable");
+                }
+            }
+        }
+        Some(reading)
     }
 
     async fn read_api(&self) -> anyhow::Result<Observation> {

@@ -61,6 +61,18 @@ pub struct AuditQuery {
     pub per_page: u32,
 }
 
+/// One function handler's queue in logic's ops statistics: its consumers are the
+/// function's running workers (0 or 1 when scaled from zero).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct FunctionScale {
+    pub name: String,
+    pub queue: String,
+    #[serde(default)]
+    pub consumers: Option<u64>,
+    #[serde(default)]
+    pub ready: Option<u64>,
+}
+
 #[derive(Clone)]
 pub struct LogicClient {
     http: reqwest::Client,
@@ -200,6 +212,52 @@ impl LogicClient {
         let url = self.url(&["api", "v1", "ops", "fifo"]);
         let req = self.http.get(url).bearer_auth(token.expose_secret());
         self.call("fifo", ctx, req).await
+    }
+
+    /// Every subscription with its counters and DLQ depth (admin).
+    pub async fn subscriptions(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<contracts::SubscriptionList, LogicError> {
+        let url = self.url(&["api", "v1", "subscriptions"]);
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("subscriptions", ctx, req).await
+    }
+
+    /// Moves a subscription's dead letters back to its queue (admin).
+    pub async fn subscription_redrive(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+        id: Uuid,
+    ) -> Result<RedriveResult, LogicError> {
+        let id = id.to_string();
+        let url = self.url(&["api", "v1", "subscriptions", &id, "dlq", "redrive"]);
+        let req = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose_secret())
+            .json(&serde_json::json!({}));
+        self.call("subscription_redrive", ctx, req).await
+    }
+
+    /// The function handlers' queues as the ops statistics give them (`functions`; empty
+    /// when this logic version has none).
+    pub async fn function_scales(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<Vec<FunctionScale>, LogicError> {
+        #[derive(serde::Deserialize)]
+        struct Functions {
+            #[serde(default)]
+            functions: Vec<FunctionScale>,
+        }
+        let url = self.url(&["api", "v1", "ops", "stats"]);
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        let stats: Functions = self.call("function_scales", ctx, req).await?;
+        Ok(stats.functions)
     }
 
     /// Logic's own readiness (`GET /readyz` answers 200).

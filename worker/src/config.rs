@@ -85,6 +85,13 @@ pub struct WorkerSettings {
         default_value = "http://127.0.0.1:15672"
     )]
     pub rabbitmq_api_url: String,
+    /// Run only this function handler (`loyalty-points`, `low-stock-alert`): consume
+    /// `fn.<name>` and nothing else (no fulfilment, no FIFO partitions, no subscriptions).
+    #[arg(long = "function", env = "WORKER_FUNCTION")]
+    pub function: Option<String>,
+    /// The low-stock-alert function alerts when a product's stock falls below this.
+    #[arg(long, env = "LOW_STOCK_THRESHOLD", default_value_t = 5)]
+    pub low_stock_threshold: i32,
     #[command(flatten)]
     pub data: DataSettings,
     /// Delivery of the topics' events to their subscriptions.

@@ -5,12 +5,13 @@
 //! reservations, and drains in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
 //! ([`inventory`]) and delivers the topics' events to their subscriptions
 //! ([`subscriptions`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
-//! `/metrics`.
+//! `/metrics`. `--function <name>` runs one function handler instead ([`functions`]).
 
 pub mod budget;
 pub mod config;
 pub mod consumer;
 pub mod fulfilment;
+pub mod functions;
 pub mod health;
 pub mod inventory;
 pub mod parent;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::WorkerSettings;
 use crate::consumer::Consumer;
 use crate::fulfilment::PaymentGateway;
+use crate::functions::{Function, FunctionConsumer};
 use crate::health::{Phase, Readiness};
 use crate::inventory::FifoConsumers;
 use crate::subscriptions::Subscriptions;
@@ -22,6 +23,8 @@ use crate::subscriptions::Subscriptions;
 pub struct Application {
     consumer: Consumer,
     fifo: FifoConsumers,
+    /// `--function <name>`: this process runs only that handler.
+    function: Option<FunctionConsumer>,
     /// None when `SUBSCRIPTIONS_DELIVERY` is off.
     subscriptions: Option<Subscriptions>,
     pool: PgPool,
@@ -39,6 +42,11 @@ impl Application {
         let data = settings.data.clone().resolve_files()?;
         let pool = data::store::db::pool(&data)?;
         settings.check()?;
+        let function = settings
+            .function
+            .as_deref()
+            .map(Function::parse)
+            .transpose()?;
         let gateway = PaymentGateway::new(
             &pool,
             Duration::from_millis(settings.payment_latency_ms),
@@ -64,7 +72,19 @@ impl Application {
         let stop = CancellationToken::new();
         let settings = Arc::new(WorkerSettings { data, ..settings });
         let fifo = FifoConsumers::new(settings.clone(), pool.clone(), stop.clone());
-        let subscriptions = Subscriptions::new(&settings, pool.clone(), stop.clone())?;
+        let function = function.map(|function| FunctionConsumer {
+            function,
+            settings: settings.clone(),
+            pool: pool.clone(),
+            readiness: readiness.clone(),
+            stop: stop.clone(),
+        });
+        // A function worker runs its handler only: no subscription manager.
+        let subscriptions = if function.is_some() {
+            None
+        } else {
+            Subscriptions::new(&settings, pool.clone(), stop.clone())?
+        };
         let consumer = Consumer {
             settings,
             pool: pool.clone(),
@@ -76,6 +96,7 @@ impl Application {
         Ok(Application {
             consumer,
             fifo,
+            function,
             subscriptions,
             pool,
             stop,
@@ -100,6 +121,9 @@ impl Application {
     pub fn with_stop_token(mut self, stop: CancellationToken) -> Self {
         self.consumer.stop = stop.clone();
         self.fifo.stop = stop.clone();
+        if let Some(function) = &mut self.function {
+            function.stop = stop.clone();
+        }
         if let Some(subscriptions) = &mut self.subscriptions {
             subscriptions.stop = stop.clone();
         }
@@ -154,8 +178,14 @@ impl Application {
                 subscriptions.run().await;
             }
         };
+        let function = self.function.as_ref();
         let mut run = Box::pin(async {
-            tokio::join!(self.consumer.run(), self.fifo.run(), sweeper, subscriptions);
+            match function {
+                Some(function) => function.run().await,
+                None => {
+                    tokio::join!(self.consumer.run(), self.fifo.run(), sweeper, subscriptions);
+                }
+            }
         });
         tokio::pin!(deadline);
         let drained = tokio::select! {

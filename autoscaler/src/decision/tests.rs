@@ -354,3 +354,73 @@ fn policies_that_cannot_work_are_rejected() {
         assert!(p.validate().is_err(), "{p:?}");
     }
 }
+
+/// A function's scaler (SNS -> Lambda): min 0, max 1, scaled from zero.
+fn from_zero() -> Policy {
+    Policy {
+        min: 0,
+        max: 1,
+        target_backlog: 20,
+        ..policy()
+    }
+}
+
+#[test]
+fn min_zero_is_a_valid_policy() {
+    assert!(from_zero().validate().is_ok());
+}
+
+#[test]
+fn an_empty_queue_keeps_zero_workers() {
+    let mut sim = Sim::new(from_zero(), 0);
+    let d = sim.ticks(30, full(0, 0));
+    assert_eq!((d.desired, d.action), (0, Action::Hold));
+    assert!(d.reason.starts_with("steady"), "{}", d.reason);
+}
+
+#[test]
+fn one_message_activates_from_zero_at_once() {
+    // KEDA's activation with activationQueueLength 0: any backlog starts the first worker,
+    // however far below the target backlog per worker it is.
+    let mut sim = Sim::new(from_zero(), 0);
+    sim.ticks(5, full(0, 0));
+    let d = sim.tick(full(1, 0));
+    assert_eq!((d.current, d.desired, d.action), (0, 1, Action::Up));
+    assert!(d.reason.starts_with("scale up"), "{}", d.reason);
+    // A ready-only reading (the exact AMQP count) activates as well.
+    let mut sim = Sim::new(from_zero(), 0);
+    let d = sim.tick(Some(Observation {
+        ready: 1,
+        unacked: None,
+    }));
+    assert_eq!(d.desired, 1);
+}
+
+#[test]
+fn the_worker_stays_while_it_holds_a_message_then_goes_to_zero_after_the_window() {
+    let mut sim = Sim::new(from_zero(), 0);
+    assert_eq!(sim.tick(full(1, 0)).desired, 1);
+    // Taken, not yet acked: still backlog.
+    assert_eq!(sim.ticks(3, full(0, 1)).desired, 1);
+    // Empty: held for the whole window (10 s), then zero.
+    let held = sim.ticks(10, full(0, 0));
+    assert_eq!(held.desired, 1, "{}", held.reason);
+    assert!(
+        held.reason.starts_with("scale-down held"),
+        "{}",
+        held.reason
+    );
+    let d = sim.tick(full(0, 0));
+    assert_eq!((d.desired, d.action), (0, Action::Down), "{}", d.reason);
+    // And a new message starts one again at once.
+    assert_eq!(sim.tick(full(0, 0)).desired, 0);
+    assert_eq!(sim.tick(full(2, 0)).desired, 1);
+}
+
+#[test]
+fn a_missing_reading_at_zero_holds_zero() {
+    let mut sim = Sim::new(from_zero(), 0);
+    let d = sim.ticks(3, None);
+    assert_eq!((d.desired, d.action), (0, Action::Hold));
+    assert_eq!(sim.tick(full(1, 0)).desired, 1);
+}

@@ -2,6 +2,7 @@
 //! real `worker` binary, and the compose backend with a stand-in `docker`.
 
 mod compose;
+mod function;
 mod helpers;
 mod orphans;
 mod process;

@@ -44,6 +44,8 @@ const NETWORKS: &[(&str, &[&str])] = &[
     ("migrate", &["private"]),
     ("worker", &["private"]),
     ("autoscaler", &["private"]),
+    ("fn-loyalty-points", &["private"]),
+    ("fn-autoscaler", &["private"]),
     ("postgres", &["private"]),
     ("redis", &["private"]),
     ("rabbitmq", &["private"]),
@@ -74,6 +76,14 @@ const DEPENDS_ON: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("autoscaler", &[("rabbitmq", "service_healthy")]),
+    (
+        "fn-loyalty-points",
+        &[
+            ("postgres", "service_healthy"),
+            ("rabbitmq", "service_healthy"),
+        ],
+    ),
+    ("fn-autoscaler", &[("rabbitmq", "service_healthy")]),
     ("loadtest", &[("lb", "service_healthy")]),
 ];
 
@@ -447,7 +457,14 @@ fn migrate_rules(c: &Value) -> Vec<String> {
 /// The serving tiers refuse development credentials (`STRATA_PROFILE=production`).
 fn profile_rules(c: &Value) -> Vec<String> {
     let mut p = Vec::new();
-    for name in ["presentation", "logic", "worker", "autoscaler"] {
+    for name in [
+        "presentation",
+        "logic",
+        "worker",
+        "autoscaler",
+        "fn-loyalty-points",
+        "fn-autoscaler",
+    ] {
         let profile = environment(&c["services"][name])
             .get("STRATA_PROFILE")
             .cloned();
@@ -583,7 +600,7 @@ fn settings_rules(c: &Value) -> Vec<String> {
         for key in environment(service).keys() {
             let known = settings.contains(key)
                 || LOG_SETTINGS.contains(&key.as_str())
-                || (name == "autoscaler" && passed_on.contains(&key.as_str()));
+                || (name.ends_with("autoscaler") && passed_on.contains(&key.as_str()));
             if !known {
                 p.push(format!("{name}: {key} is not a setting of {}", run[0]));
             }
@@ -595,6 +612,8 @@ fn settings_rules(c: &Value) -> Vec<String> {
         ("logic", "LISTEN_ADDR", "0.0.0.0:8081"),
         ("worker", "HEALTH_LISTEN", "0.0.0.0:9091"),
         ("autoscaler", "AUTOSCALER_LISTEN", "0.0.0.0:9090"),
+        ("fn-loyalty-points", "HEALTH_LISTEN", "0.0.0.0:9091"),
+        ("fn-autoscaler", "AUTOSCALER_LISTEN", "0.0.0.0:9090"),
     ];
     for (name, key, want) in listen {
         let service = &c["services"][name];

@@ -51,6 +51,9 @@ const DEMO_EDGES: &[&str] = &[
     "logic -> rabbitmq:15672/TCP",
     "worker -> postgres:5432/TCP",
     "worker -> rabbitmq:5672/TCP",
+    "prometheus -> fn-loyalty-points:9091/TCP",
+    "fn-loyalty-points -> postgres:5432/TCP",
+    "fn-loyalty-points -> rabbitmq:5672/TCP",
     "migrate -> postgres:5432/TCP",
     "keda-operator -> rabbitmq:15672/TCP",
 ];
@@ -58,6 +61,7 @@ const DEMO_PODS: &[&str] = &[
     "presentation",
     "logic",
     "worker",
+    "fn-loyalty-points",
     "migrate",
     "postgres",
     "redis",
@@ -76,9 +80,18 @@ const MANAGED_EDGES: &[&str] = &[
     "logic -> 10.0.0.0/16:443/TCP",
     "worker -> 10.0.0.0/16:5432/TCP",
     "worker -> 10.0.0.0/16:5671/TCP",
+    "prometheus -> fn-loyalty-points:9091/TCP",
+    "fn-loyalty-points -> 10.0.0.0/16:5432/TCP",
+    "fn-loyalty-points -> 10.0.0.0/16:5671/TCP",
     "migrate -> 10.0.0.0/16:5432/TCP",
 ];
-const MANAGED_PODS: &[&str] = &["presentation", "logic", "worker", "migrate"];
+const MANAGED_PODS: &[&str] = &[
+    "presentation",
+    "logic",
+    "worker",
+    "fn-loyalty-points",
+    "migrate",
+];
 
 /// The peers outside the namespace that the policies may name.
 const EXTERNAL_PEERS: [ExternalPeer; 3] = [
@@ -681,8 +694,8 @@ fn keda_objects_use_only_fields_keda_defines() {
             check_keda_fields(&id(o), "", o, &mut failures);
         }
         assert_eq!(
-            seen, 2,
-            "{overlay}: a ScaledObject and a TriggerAuthentication"
+            seen, 3,
+            "{overlay}: the workers' and the function's ScaledObjects, a TriggerAuthentication"
         );
         assert_no_problems(overlay, failures);
     }
@@ -693,8 +706,15 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
     let scaler = autoscaler::AutoscalerSettings::command();
     for overlay in OVERLAYS {
         let b = build(overlay);
-        let scaled: Vec<&Value> = b.of_kind("ScaledObject").collect();
-        assert_eq!(scaled.len(), 1, "{overlay}: one ScaledObject");
+        let scaled: Vec<&Value> = b
+            .of_kind("ScaledObject")
+            .filter(|o| o["metadata"]["name"] == "worker")
+            .collect();
+        assert_eq!(
+            scaled.len(),
+            1,
+            "{overlay}: one ScaledObject of the workers"
+        );
         let s = &scaled[0]["spec"];
         assert_eq!(s["scaleTargetRef"]["name"], "worker");
         let worker = b
@@ -786,6 +806,53 @@ fn keda_scales_workers_on_the_fulfil_queue_like_the_autoscaler() {
         assert!(
             grace >= 60.max(env_default_secs(&scaler, "DRAIN_TIMEOUT")),
             "{overlay}: workers get {grace} s to drain"
+        );
+    }
+}
+
+#[test]
+fn keda_scales_the_function_from_zero_on_its_queue() {
+    let worker = worker::WorkerSettings::command();
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let function = b
+            .find("Deployment", "fn-loyalty-points")
+            .unwrap_or_else(|| panic!("{overlay}: the function's Deployment"));
+        assert_eq!(function["spec"]["replicas"], 0, "{overlay}: none at rest");
+        let c = containers(function).next().expect("a container");
+        assert_eq!(
+            env_value(c, "WORKER_FUNCTION"),
+            Some("loyalty-points"),
+            "{overlay}: the worker runs the handler only"
+        );
+        assert!(
+            env_settings(worker.clone()).contains("WORKER_FUNCTION"),
+            "a worker setting"
+        );
+        let s = &b
+            .find("ScaledObject", "fn-loyalty-points")
+            .unwrap_or_else(|| panic!("{overlay}: the function's ScaledObject"))["spec"];
+        assert_eq!(s["scaleTargetRef"]["name"], "fn-loyalty-points");
+        assert_eq!(s["minReplicaCount"], 0, "{overlay}: scaled from zero");
+        assert_eq!(s["maxReplicaCount"], 1);
+        let t = &s["triggers"][0];
+        assert_eq!(t["type"], "rabbitmq");
+        let m = &t["metadata"];
+        assert_eq!(
+            m["queueName"].as_str(),
+            Some(contracts::function_queue_name("loyalty-points").as_str())
+        );
+        // Activation as soon as the queue holds anything, ready or unacked.
+        assert_eq!(m["activationValue"], "0");
+        assert_eq!(m["protocol"], "http");
+        assert_ne!(m["excludeUnacknowledged"], "true");
+        assert!(
+            b.find(
+                "TriggerAuthentication",
+                t["authenticationRef"]["name"].as_str().unwrap_or("")
+            )
+            .is_some(),
+            "{overlay}: its TriggerAuthentication"
         );
     }
 }

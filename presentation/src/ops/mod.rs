@@ -1,5 +1,5 @@
 //! The ops console: its pages ([`dashboard`], [`audit_page`], [`fifo_page`],
-//! [`login`]) and their
+//! [`subscriptions_page`], [`login`]) and their
 //! building blocks, the admin login ([`auth`]), the figures shown ([`view`]), the audit
 //! trail's filters and rows ([`audit`]) and what the pages share about calling logic
 //! ([`calls`]).
@@ -15,6 +15,7 @@ pub mod calls;
 pub mod dashboard;
 pub mod fifo_page;
 pub mod login;
+pub mod subscriptions_page;
 pub mod view;
 
 pub use auth::{OpsAuth, OpsSession, hash_password};
@@ -26,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(dashboard::redrive)
         .service(audit_page::show)
         .service(fifo_page::show)
+        .service(subscriptions_page::show)
+        .service(subscriptions_page::redrive)
         .service(login::show)
         .service(login::login)
         .service(login::logout)

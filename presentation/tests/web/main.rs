@@ -11,4 +11,5 @@ mod pages;
 mod resilience;
 mod secrets;
 mod security;
+mod subscriptions;
 mod tracing;

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod fifo;
+mod functions;
 mod helpers;
 mod liveness;
 mod locks;
