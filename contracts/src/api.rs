@@ -381,6 +381,22 @@ pub struct OpsStats {
     /// unreachable.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub autoscaler: Option<serde_json::Value>,
+    /// The function handlers' queues: the scale of each (consumers: 0 while no handler
+    /// process runs, 1 when the autoscaler started one).
+    #[serde(default)]
+    pub functions: Vec<FunctionScale>,
+}
+
+/// One function handler's queue `fn.<name>`: its consumers (the processes running the
+/// handler) and ready messages; both null when the queue does not exist yet or RabbitMQ
+/// could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FunctionScale {
+    pub name: String,
+    pub queue: String,
+    pub consumers: Option<u64>,
+    pub ready: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

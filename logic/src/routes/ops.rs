@@ -3,8 +3,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use contracts::{
-    AuditAction, CacheCounts, DeadLetterList, ErrorBody, OpsStats, OrderCounts, QueueStats,
-    RedriveRequest, RedriveResult,
+    AuditAction, CacheCounts, DeadLetterList, ErrorBody, FunctionScale, OpsStats, OrderCounts,
+    QueueStats, RedriveRequest, RedriveResult,
 };
 use data::store::audit::Record;
 use serde::Deserialize;
@@ -195,12 +195,25 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             rejected: count("rejected"),
         })
     };
-    let (queue, dlq_depth, autoscaler, orders, backlog) = tokio::join!(
+    let functions = futures_util::future::join_all(contracts::FUNCTIONS.iter().map(|name| async {
+        let queue = contracts::function_queue_name(name);
+        let reading = data::messaging::management::queue_reading(&state.data, api, &queue)
+            .await
+            .ok();
+        FunctionScale {
+            name: (*name).to_owned(),
+            consumers: reading.as_ref().map(|r| r.consumers),
+            ready: reading.map(|r| r.ready),
+            queue,
+        }
+    }));
+    let (queue, dlq_depth, autoscaler, orders, backlog, functions) = tokio::join!(
         queue,
         dlq,
         autoscaler,
         orders,
-        data::messaging::outbox::backlog(&state.pool)
+        data::messaging::outbox::backlog(&state.pool),
+        functions
     );
     let (hits, misses) = state.cache.counts();
     Ok(HttpResponse::Ok().json(OpsStats {
@@ -211,5 +224,6 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         cache: CacheCounts { hits, misses },
         outbox_backlog: backlog?,
         autoscaler,
+        functions,
     }))
 }

@@ -280,3 +280,70 @@ async fn a_redrive_moves_only_the_dead_letters_present_when_it_starts() {
     )
     .await;
 }
+
+/// The console's function scale: consumers on each `fn.<name>` queue, null before the
+/// queue exists, 1 while a handler process consumes it, 0 once it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ops_stats_give_the_scale_of_each_function() {
+    let app = spawn_app().await;
+    let scale = |stats: &serde_json::Value, name: &str| {
+        stats["functions"]
+            .as_array()
+            .expect("functions")
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| (f["queue"].clone(), f["consumers"].clone()))
+            .expect("the function is listed")
+    };
+    let read = || async {
+        app.http
+            .get(app.url("/api/v1/ops/stats"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    let stats = read().await;
+    assert_eq!(
+        scale(&stats, "loyalty-points"),
+        (json!("fn.loyalty-points"), serde_json::Value::Null)
+    );
+    assert_eq!(
+        stats["functions"].as_array().map(Vec::len),
+        Some(contracts::FUNCTIONS.len())
+    );
+
+    let connection = data::messaging::broker::connect(app.env.data.amqp_url(), "strata-test-fn")
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    data::messaging::subscriptions::declare_function(&channel, "loyalty-points", 5)
+        .await
+        .expect("declare");
+    let consumer = channel
+        .basic_consume(
+            "fn.loyalty-points".into(),
+            "test-handler".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    testkit::eventually(Duration::from_secs(20), "one consumer", || async {
+        (scale(&read().await, "loyalty-points").1 == json!(1)).then_some(())
+    })
+    .await;
+    drop(consumer);
+    let _ = connection.close(200, "done".into()).await;
+    testkit::eventually(Duration::from_secs(20), "no consumer", || async {
+        (scale(&read().await, "loyalty-points").1 == json!(0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        scale(&read().await, "low-stock-alert").1,
+        serde_json::Value::Null
+    );
+}
