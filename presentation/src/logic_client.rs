@@ -242,6 +242,23 @@ impl LogicClient {
         self.call("subscription_redrive", ctx, req).await
     }
 
+    /// Confirms a subscription with the token of its confirmation URL (no bearer token:
+    /// the confirmation token is the credential). `id` and `token` go to logic as given,
+    /// so logic judges them and its error codes reach the caller.
+    pub async fn confirm_subscription(
+        &self,
+        ctx: &TraceParent,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<contracts::subscriptions::Confirmed, LogicError> {
+        let mut url = self.url(&["api", "v1", "subscriptions", id, "confirm"]);
+        if let Some(token) = token {
+            url.query_pairs_mut().append_pair("token", token);
+        }
+        self.call("confirm_subscription", ctx, self.http.get(url))
+            .await
+    }
+
     /// The function handlers' queues as the ops statistics give them (`functions`; empty
     /// when this logic version has none).
     pub async fn function_scales(

@@ -144,6 +144,7 @@ impl Application {
                 .service(routes::checkout::place)
                 .service(routes::orders::show)
                 .service(routes::orders::events)
+                .service(routes::subscriptions::confirm)
                 // Without a password hash the console does not exist: /ops* is the 404.
                 .configure(|cfg| {
                     if ops_enabled {

@@ -1,6 +1,9 @@
 //! docker-compose.yml and the images it builds, checked against the tier rules:
 //!
 //! - two networks, `private` internal; each service on exactly the networks of its tier;
+//! - a third, `egress`, not internal, for the worker alone: its webhooks and mail leave
+//!   through it, while logic, the data services and the broker have no route out; the
+//!   confirmation URLs it sends point at the public tier, not at private logic;
 //!   only the load balancer publishes a port, and no data service does;
 //! - every long-running service has a healthcheck, a restart policy, and waits for what
 //!   it needs with `depends_on` conditions; logic waits for the one-shot `migrate`;
@@ -42,7 +45,7 @@ const NETWORKS: &[(&str, &[&str])] = &[
     ("loadtest", &["public"]),
     ("logic", &["private"]),
     ("migrate", &["private"]),
-    ("worker", &["private"]),
+    ("worker", &["egress", "private"]),
     ("autoscaler", &["private"]),
     ("fn-loyalty-points", &["private"]),
     ("fn-autoscaler", &["private"]),
@@ -118,8 +121,9 @@ const CREDENTIAL_SETTINGS: [&str; 12] = [
 fn network_rules(c: &Value) -> Vec<String> {
     let mut p = Vec::new();
     let declared = keys(&c["networks"]);
-    if declared != BTreeSet::from(["private".to_owned(), "public".to_owned()]) {
-        p.push(format!("networks are {declared:?}, not public and private"));
+    let want: BTreeSet<String> = ["egress", "private", "public"].map(str::to_owned).into();
+    if declared != want {
+        p.push(format!("networks are {declared:?}, not {want:?}"));
     }
     if c["networks"]["private"]["internal"] != json!(true) {
         p.push("the private network is not internal".to_owned());
@@ -146,6 +150,51 @@ fn network_rules(c: &Value) -> Vec<String> {
         if !services(c).contains_key(*name) {
             p.push(format!("service {name} is missing"));
         }
+    }
+    p
+}
+
+/// The worker delivers to the internet (webhooks, SMTP): it alone is on `egress`, which
+/// has a route out and publishes nothing; what it sends subscribers to confirm is the
+/// public tier's address.
+fn egress_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let egress = &c["networks"]["egress"];
+    if egress.is_null() {
+        p.push("no egress network".to_owned());
+    } else if egress["internal"] == json!(true) {
+        p.push("the egress network is internal: no delivery leaves".to_owned());
+    }
+    for (name, service) in services(c) {
+        let on_egress = keys(&service["networks"]).contains("egress");
+        if name == "worker" {
+            if !on_egress {
+                p.push("worker is not on egress: webhooks and mail cannot leave".to_owned());
+            }
+        } else if on_egress {
+            let what = if DATA_SERVICES.contains(&name.as_str()) {
+                "data service"
+            } else {
+                "service"
+            };
+            p.push(format!(
+                "{what} {name} is on egress; only the worker delivers out"
+            ));
+        }
+        if on_egress && service["ports"].as_array().is_some_and(|a| !a.is_empty()) {
+            p.push(format!("{name} publishes ports from egress"));
+        }
+    }
+    let env = environment(&c["services"]["worker"]);
+    match env.get("PUBLIC_API_URL") {
+        None => p.push("worker: PUBLIC_API_URL is not set".to_owned()),
+        Some(url) if url.contains("logic:") || !url.contains("8080") => p.push(format!(
+            "worker: PUBLIC_API_URL {url} is not the public entry point"
+        )),
+        Some(_) => {}
+    }
+    if !env.contains_key("SMTP_URL") {
+        p.push("worker: SMTP_URL cannot be set".to_owned());
     }
     p
 }
@@ -409,14 +458,26 @@ fn autoscaler_rules(c: &Value) -> Vec<String> {
     }
     // Every variable the worker's definition interpolates must reach the compose inside.
     let worker_text = c["services"]["worker"].to_string();
-    for var in ["STRATA_TAG"] {
-        if worker_text.contains(&format!("${{{var}")) && !env.contains_key(var) {
+    for var in interpolated(&worker_text) {
+        if !env.contains_key(var) {
             p.push(format!(
                 "autoscaler: {var} is not passed to the compose inside"
             ));
         }
     }
     p
+}
+
+/// The variables `${NAME...}` a piece of the file interpolates.
+fn interpolated(text: &str) -> BTreeSet<&str> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            let end = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))?;
+            Some(&rest[..end])
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 fn loadtest_rules(c: &Value) -> Vec<String> {
@@ -588,7 +649,13 @@ fn settings_rules(c: &Value) -> Vec<String> {
         ("loadtest", env_settings(loadtest::Args::command())),
     ]);
     // Read by the compose the autoscaler runs, when it interpolates this file again.
-    let passed_on = ["STRATA_HOST_DIR", "STRATA_TAG", "STRATA_DOCKER_GID"];
+    let passed_on = [
+        "STRATA_HOST_DIR",
+        "STRATA_TAG",
+        "STRATA_DOCKER_GID",
+        "STRATA_PUBLIC_URL",
+        "SMTP_URL",
+    ];
     for (name, service) in services(c) {
         if !is_strata_image(service) {
             continue;
@@ -634,6 +701,11 @@ fn settings_rules(c: &Value) -> Vec<String> {
 #[test]
 fn networks_keep_the_tiers_apart() {
     assert_rule(COMPOSE, "network", network_rules);
+}
+
+#[test]
+fn the_worker_alone_has_egress() {
+    assert_rule(COMPOSE, "egress", egress_rules);
 }
 
 #[test]
@@ -767,6 +839,50 @@ fn every_rule_catches_a_break() {
             |c| c["services"]["lb"]["networks"] = json!(["public", "private"]),
             network_rules,
             "lb is on",
+        ),
+        (
+            "worker without egress",
+            |c| c["services"]["worker"]["networks"] = json!(["private"]),
+            egress_rules,
+            "worker is not on egress",
+        ),
+        (
+            "postgres on egress",
+            |c| c["services"]["postgres"]["networks"] = json!(["private", "egress"]),
+            egress_rules,
+            "data service postgres is on egress",
+        ),
+        (
+            "logic on egress",
+            |c| c["services"]["logic"]["networks"] = json!(["private", "egress"]),
+            egress_rules,
+            "service logic is on egress",
+        ),
+        (
+            "egress internal",
+            |c| c["networks"]["egress"]["internal"] = json!(true),
+            egress_rules,
+            "egress network is internal",
+        ),
+        (
+            "confirmation URLs at private logic",
+            |c| {
+                c["services"]["worker"]["environment"]["PUBLIC_API_URL"] =
+                    json!("http://logic:8081");
+            },
+            egress_rules,
+            "is not the public entry point",
+        ),
+        (
+            "the worker's variable not passed to the autoscaler",
+            |c| {
+                c["services"]["autoscaler"]["environment"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("SMTP_URL");
+            },
+            autoscaler_rules,
+            "SMTP_URL is not passed",
         ),
         (
             "postgres publishes",

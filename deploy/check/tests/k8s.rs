@@ -9,6 +9,8 @@
 //! - every Secret and ConfigMap reference resolves to a generated one and one of its keys,
 //!   every file a generator reads has an example, and no secret value is committed;
 //! - the network policies deny by default and open exactly the edges in the tables below;
+//!   the worker alone reaches the internet, on the ports of webhooks and mail, with every
+//!   private range left out, and the confirmation URLs it sends point at the public tier;
 //! - the HPAs and KEDA's ScaledObject target existing workloads, and KEDA scales the
 //!   workers on the same queue, target, bounds and windows as the autoscaler binary.
 //!
@@ -27,7 +29,7 @@ use deploy_check::settings::{
     LOG_SETTINGS, env_default, env_default_secs, env_default_u64, env_settings,
 };
 use deploy_check::yaml::strings;
-use deploy_check::{assert_no_problems, repo_root};
+use deploy_check::{assert_no_problems, load_yaml_documents, repo_root};
 use serde_json::Value;
 
 const NAMESPACE: &str = "strata";
@@ -92,6 +94,36 @@ const MANAGED_PODS: &[&str] = &[
     "fn-loyalty-points",
     "migrate",
 ];
+
+/// The worker's deliveries (webhooks on HTTP and HTTPS, mail on SMTP and submission).
+const DELIVERY_PORTS: [u64; 5] = [80, 443, 25, 465, 587];
+/// The internet as the worker's policy opens it: everything but the private, loopback,
+/// link-local (the metadata service) and shared ranges.
+const INTERNET: [&str; 2] = [
+    "0.0.0.0/0-[0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,192.168.0.0/16]",
+    "::/0-[::ffff:0:0/96,fc00::/7,fe80::/10]",
+];
+/// Ranges a rule to the internet must leave out.
+const PRIVATE_RANGES: [&str; 9] = [
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::ffff:0:0/96",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+/// The worker's edges to the internet, as the tables expect them.
+fn internet_edges() -> impl Iterator<Item = String> {
+    INTERNET.into_iter().flat_map(|block| {
+        DELIVERY_PORTS
+            .into_iter()
+            .map(move |port| format!("worker -> {block}:{port}/TCP"))
+    })
+}
 
 /// The peers outside the namespace that the policies may name.
 const EXTERNAL_PEERS: [ExternalPeer; 3] = [
@@ -497,7 +529,11 @@ fn network_policies_deny_by_default_and_open_exactly_the_tier_edges() {
             open: actual,
             half_open,
         } = edges(&b, &EXTERNAL_PEERS);
-        let mut expected: BTreeSet<String> = table.iter().map(|e| (*e).to_owned()).collect();
+        let mut expected: BTreeSet<String> = table
+            .iter()
+            .map(|e| (*e).to_owned())
+            .chain(internet_edges())
+            .collect();
         for pod in pods {
             for dns in DNS {
                 expected.insert(format!("{pod} -> {dns}"));
@@ -511,6 +547,125 @@ fn network_policies_deny_by_default_and_open_exactly_the_tier_edges() {
              {extra:?}\n  in the table but not opened: {missing:?}\n  one-sided: {half_open:?}"
         );
     }
+}
+
+/// Problems with the way out of the namespace: a rule to addresses outside the pod
+/// network's private ranges is the worker's alone, on the delivery ports, and leaves out
+/// every private range; the worker has such a rule for every delivery port.
+fn internet_problems(edges: &BTreeSet<String>) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut worker_ports = BTreeSet::new();
+    for edge in edges {
+        let Some((from, rest)) = edge.split_once(" -> ") else {
+            continue;
+        };
+        let Some((target, port)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        let cidr = target.split("-[").next().unwrap_or(target);
+        if cidr != "0.0.0.0/0" && cidr != "::/0" && target != "anywhere" {
+            continue;
+        }
+        if from != "worker" {
+            p.push(format!("{from} reaches the internet: {edge}"));
+            continue;
+        }
+        let number: u64 = port
+            .split('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if !DELIVERY_PORTS.contains(&number) || !port.ends_with("/TCP") {
+            p.push(format!(
+                "worker reaches the internet beyond deliveries: {edge}"
+            ));
+        }
+        let left_out: BTreeSet<&str> = target
+            .split_once("-[")
+            .map(|(_, list)| list.trim_end_matches(']').split(',').collect())
+            .unwrap_or_default();
+        let v6 = cidr.contains(':');
+        for range in PRIVATE_RANGES {
+            if range.contains(':') == v6 && !left_out.contains(range) {
+                p.push(format!(
+                    "worker's {cidr} does not leave out {range}: {edge}"
+                ));
+            }
+        }
+        if cidr == "0.0.0.0/0" {
+            worker_ports.insert(number);
+        }
+    }
+    for port in DELIVERY_PORTS {
+        if !worker_ports.contains(&port) {
+            p.push(format!("worker cannot reach the internet on {port}/TCP"));
+        }
+    }
+    p
+}
+
+/// The value of a strata-config literal in `overlay`: its own (merged) value, else the
+/// base's.
+fn config_literal(overlay: &str, key: &str) -> Option<String> {
+    [overlay, "deploy/k8s/base"].into_iter().find_map(|dir| {
+        let docs = load_yaml_documents(format!("{dir}/kustomization.yaml")).expect("loads");
+        docs[0]["configMapGenerator"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["name"] == "strata-config")
+            .flat_map(|g| strings(&g["literals"]))
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    })
+}
+
+#[test]
+fn the_worker_alone_reaches_the_internet_for_its_deliveries() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        let Edges { open, .. } = edges(&b, &EXTERNAL_PEERS);
+        let mut problems = internet_problems(&open);
+        // Its confirmation URLs point at the public tier: logic is private.
+        match config_literal(overlay, "PUBLIC_API_URL") {
+            None => problems.push("strata-config has no PUBLIC_API_URL".to_owned()),
+            Some(url) if url.contains("logic") || url.contains(":8081") => {
+                problems.push(format!("PUBLIC_API_URL {url} is private logic"));
+            }
+            Some(_) => {}
+        }
+        if config_literal(overlay, "SMTP_URL").is_none() {
+            problems.push("strata-config has no SMTP_URL".to_owned());
+        }
+        assert_no_problems(format_args!("{overlay}: the worker's way out"), problems);
+    }
+    // The rule notices each break.
+    let good: BTreeSet<String> = internet_edges().collect();
+    assert!(internet_problems(&good).is_empty());
+    let breaks: [(&str, &str); 4] = [
+        ("logic -> 0.0.0.0/0:443/TCP", "logic reaches the internet"),
+        ("worker -> 0.0.0.0/0:5432/TCP", "beyond deliveries"),
+        ("worker -> anywhere:0/any", "beyond deliveries"),
+        (
+            "worker -> 0.0.0.0/0-[10.0.0.0/8]:443/TCP",
+            "does not leave out 169.254.0.0/16",
+        ),
+    ];
+    for (edge, expected) in breaks {
+        let mut broken = good.clone();
+        broken.insert(edge.to_owned());
+        let problems = internet_problems(&broken);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{edge}: expected {expected:?} in {problems:?}"
+        );
+    }
+    let mut closed = good.clone();
+    closed.retain(|e| !e.contains(":25/"));
+    assert!(
+        internet_problems(&closed)
+            .iter()
+            .any(|p| p.contains("cannot reach the internet on 25/TCP"))
+    );
 }
 
 // ------------------------------------------------------------------ autoscaling

@@ -1,5 +1,6 @@
 //! The shop's pages and endpoints, one module per area (the ops console's are in
-//! [`crate::ops`]).
+//! [`crate::ops`]), and the one route of logic's API the public tier passes
+//! through: a subscription's confirmation URL.
 
 pub mod assets;
 pub mod cart;
@@ -8,6 +9,7 @@ pub mod checkout;
 pub mod health;
 pub mod orders;
 pub mod product;
+pub mod subscriptions;
 
 use crate::error::PageError;
 

@@ -1,6 +1,7 @@
 //! `/ops/subscriptions` against a real logic: a subscription created through logic's API
 //! is listed with its counters; a dead letter in its DLQ shows as the DLQ's depth, and the
-//! redrive button moves it back into the subscription's queue.
+//! redrive button moves it back into the subscription's queue. The confirmation URL the
+//! worker sends to a subscriber, passed through presentation to logic, confirms it.
 
 use std::time::Duration;
 
@@ -116,4 +117,92 @@ async fn subscriptions_are_listed_with_counters_and_their_dlq_is_redriven() {
     );
     assert_eq!(shop.env.queue_ready(&dlq).await, 0);
     assert_eq!(shop.env.queue_ready(&format!("sub.{id}")).await, 1);
+}
+
+/// The confirmation URL reaches logic through the public tier: a wrong token is refused
+/// with logic's status and code, the right one confirms the subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_confirmation_url_confirms_through_presentation() {
+    let shop = spawn_shop_with(|_| {}).await;
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/api/v1/subscriptions", shop.logic_base))
+        .bearer_auth(LOGIC_ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "topic": "orders",
+            "protocol": "https",
+            "endpoint": "https://hooks.example.com/in",
+        }))
+        .send()
+        .await
+        .expect("creating a subscription")
+        .error_for_status()
+        .expect("201")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(created["status"], "pending_confirmation", "{created}");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let token: String =
+        sqlx::query_scalar("SELECT confirm_token FROM subscriptions WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&shop.env.pool)
+            .await
+            .expect("the confirmation token");
+    let status = || async {
+        let now: serde_json::Value = http
+            .get(format!("{}/api/v1/subscriptions/{id}", shop.logic_base))
+            .bearer_auth(LOGIC_ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("reading the subscription")
+            .json()
+            .await
+            .expect("JSON");
+        now["status"].as_str().unwrap_or_default().to_owned()
+    };
+    let confirm = |token: &str| {
+        http.get(format!("{}/api/v1/subscriptions/{id}/confirm", shop.base))
+            .query(&[("token", token)])
+            .send()
+    };
+
+    let wrong = confirm("nope").await.expect("the confirmation URL answers");
+    assert_eq!(wrong.status(), 403);
+    let body: serde_json::Value = wrong.json().await.expect("JSON");
+    assert_eq!(
+        body["error"]["code"], "invalid_confirmation_token",
+        "{body}"
+    );
+    assert_eq!(status().await, "pending_confirmation");
+
+    let unknown = http
+        .get(format!(
+            "{}/api/v1/subscriptions/{}/confirm",
+            shop.base,
+            uuid::Uuid::now_v7()
+        ))
+        .query(&[("token", &token)])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+    let body: serde_json::Value = unknown.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "subscription_not_found", "{body}");
+
+    let done = confirm(&token).await.expect("the confirmation URL answers");
+    assert_eq!(done.status(), 200);
+    let body: serde_json::Value = done.json().await.expect("JSON");
+    assert_eq!(body["id"], id.as_str(), "{body}");
+    assert_eq!(body["status"], "confirmed", "{body}");
+    assert_eq!(status().await, "confirmed");
+
+    // Only this route of logic's API is passed through.
+    let listing = http
+        .get(format!("{}/api/v1/subscriptions", shop.base))
+        .bearer_auth(LOGIC_ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(listing.status(), 404);
 }

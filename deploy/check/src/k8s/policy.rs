@@ -115,6 +115,17 @@ fn peer_matches(entry: &Value, peer: Peer) -> bool {
     }
 }
 
+/// An ipBlock as an edge's target: `cidr`, or `cidr-[except,...]` with the ranges it
+/// leaves out.
+pub fn ip_block(cidr: &str, except: &Value) -> String {
+    let except = strings(except);
+    if except.is_empty() {
+        cidr.to_owned()
+    } else {
+        format!("{cidr}-[{}]", except.join(","))
+    }
+}
+
 /// The pods of one tier: their labels and the ports they listen on.
 struct Tier {
     labels: Labels,
@@ -208,7 +219,7 @@ pub fn edges(b: &Build, external: &[ExternalPeer]) -> Edges {
                         .iter()
                         .filter_map(|entry| {
                             if let Some(cidr) = entry["ipBlock"]["cidr"].as_str() {
-                                return Some(cidr.to_owned());
+                                return Some(ip_block(cidr, &entry["ipBlock"]["except"]));
                             }
                             if entry["namespaceSelector"].is_null() {
                                 return None; // in the namespace: counted above
