@@ -43,7 +43,8 @@ pub async fn connect_with_heartbeat(
     }
 }
 
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+/// An AMQP arguments or headers table from name/value pairs.
+pub(crate) fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in entries {
         t.insert(ShortString::from(*k), v.clone());
@@ -51,7 +52,8 @@ fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
-fn text(s: &str) -> AMQPValue {
+/// A string as an AMQP argument or header value.
+pub(crate) fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
 }
 

@@ -14,7 +14,7 @@ use crate::DataSettings;
 use crate::messaging::broker;
 
 /// Headers the broker adds when dead-lettering; a redriven message starts clean.
-const DEATH_HEADERS: &[&str] = &[
+pub(crate) const DEATH_HEADERS: &[&str] = &[
     "x-death",
     "x-first-death-reason",
     "x-first-death-queue",

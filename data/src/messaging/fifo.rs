@@ -16,20 +16,10 @@
 
 use contracts::{INVENTORY_DLQ, INVENTORY_DLX, INVENTORY_EXCHANGE, partition_queue};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::messaging::broker::{table, text};
 use lapin::{Channel, ExchangeKind};
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
 
 /// The exchange, the dead-letter exchange and the dead-letter queue.
 pub async fn declare_exchanges(channel: &Channel) -> lapin::Result<()> {

@@ -13,23 +13,14 @@ use uuid::Uuid;
 
 use crate::DataSettings;
 use crate::messaging::broker;
+use crate::messaging::dlq::DEATH_HEADERS;
 use crate::messaging::subscriptions::{ATTEMPT_HEADER, LAST_ERROR_HEADER};
 
-/// Headers a redrive drops: the attempt count, the last error and what the broker adds when
-/// dead-lettering.
-const RESET_HEADERS: &[&str] = &[
-    ATTEMPT_HEADER,
-    LAST_ERROR_HEADER,
-    "x-delivery-count",
-    "x-death",
-    "x-first-death-reason",
-    "x-first-death-queue",
-    "x-first-death-exchange",
-    "x-last-death-reason",
-    "x-last-death-queue",
-    "x-last-death-exchange",
-    "x-delivery-count",
-];
+/// Whether a redrive drops a header: the attempt count, the last error and what the broker
+/// adds when dead-lettering.
+fn reset(header: &str) -> bool {
+    header == ATTEMPT_HEADER || header == LAST_ERROR_HEADER || DEATH_HEADERS.contains(&header)
+}
 
 async fn open(settings: &DataSettings, name: &str) -> anyhow::Result<Connection> {
     Ok(broker::connect(settings.amqp_url(), name).await?)
@@ -138,7 +129,7 @@ pub async fn redrive(settings: &DataSettings, id: Uuid, limit: u32) -> anyhow::R
         let mut headers = FieldTable::default();
         if let Some(old) = delivery.properties.headers() {
             for (k, v) in old.inner() {
-                if !RESET_HEADERS.contains(&k.as_str()) {
+                if !reset(k.as_str()) {
                     headers.insert(k.clone(), v.clone());
                 }
             }

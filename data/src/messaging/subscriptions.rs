@@ -18,20 +18,10 @@ use contracts::{
 };
 use lapin::Channel;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::messaging::broker::{table, text};
 use uuid::Uuid;
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
-}
 
 const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
     passive: false,

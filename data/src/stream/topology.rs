@@ -12,7 +12,9 @@
 use lapin::options::{
     ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+use crate::messaging::broker::text;
 use lapin::{Channel, ExchangeKind};
 
 /// Headers exchange between `events` and the shard queues.
@@ -80,10 +82,6 @@ pub fn parse_max_age(value: &str) -> Result<String, String> {
             "'{value}' is not an age such as 7D or 24h (a number and Y, M, D, h, m or s)"
         ))
     }
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
 }
 
 /// `events.shards` and its binding to `events` (which must exist).
