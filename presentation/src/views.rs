@@ -29,20 +29,7 @@ pub fn see_other(location: &str) -> HttpResponseBuilder {
     res
 }
 
-/// `$1,234.50` from cents.
-pub fn money(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let cents = cents.unsigned_abs();
-    let dollars = (cents / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in dollars.chars().enumerate() {
-        if i > 0 && (dollars.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}${grouped}.{:02}", cents % 100)
-}
+pub use contracts::money;
 
 /// CSS class and label of a stock level.
 pub fn stock_state(stock: i32) -> (&'static str, String) {
@@ -69,14 +56,6 @@ pub fn product_href(sku: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_money() {
-        assert_eq!(money(0), "$0.00");
-        assert_eq!(money(5), "$0.05");
-        assert_eq!(money(123_456), "$1,234.56");
-        assert_eq!(money(100_000_000), "$1,000,000.00");
-    }
 
     #[test]
     fn stock_states() {

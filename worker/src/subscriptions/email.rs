@@ -5,6 +5,7 @@
 
 use askama::Template;
 use chrono::SecondsFormat;
+use contracts::money;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -187,21 +188,6 @@ struct ConfirmationRequest<'a> {
     subscription_id: Uuid,
 }
 
-/// `$1,234.50` from cents.
-pub fn money(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let cents = cents.unsigned_abs();
-    let dollars = (cents / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in dollars.chars().enumerate() {
-        if i > 0 && (dollars.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}${grouped}.{:02}", cents % 100)
-}
-
 fn order(payload: OrderPayload) -> Order {
     let lines = payload
         .lines
@@ -274,16 +260,4 @@ fn event_mail(subscription: &Subscription, event: &Event) -> Result<Mail, String
 
 fn pretty<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn money_is_grouped_dollars_and_cents() {
-        assert_eq!(money(0), "$0.00");
-        assert_eq!(money(123_456_789), "$1,234,567.89");
-        assert_eq!(money(-5), "-$0.05");
-    }
 }
