@@ -297,6 +297,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" | "/api/v1/ops/fifo" => {
             Some("GET")
         }
+        "/api/v1/streams/events/shards" | "/api/v1/streams/events/records" => Some("GET"),
         "/api/v1/subscriptions" => Some("GET, POST"),
         p if p.starts_with("/api/v1/subscriptions/") => {
             let rest: Vec<&str> = p["/api/v1/subscriptions/".len()..].split('/').collect();

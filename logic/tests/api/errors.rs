@@ -163,6 +163,18 @@ async fn lookups_and_admin_calls_fail_cleanly() {
         "method_not_allowed",
     )
     .await;
+    for path in [
+        "/api/v1/streams/events/shards",
+        "/api/v1/streams/events/records",
+        "/api/v1/subscriptions/x/confirm",
+    ] {
+        assert_error(
+            app.http.delete(app.url(path)).send().await.expect("send"),
+            405,
+            "method_not_allowed",
+        )
+        .await;
+    }
 
     let patch = json!({"price_cents": 100});
     assert_error(
