@@ -107,6 +107,10 @@ pub enum WorkerCommand {
     /// Checks that this many workers, with this worker's DATABASE_MAX_CONNECTIONS, plus a
     /// reserve fit Postgres' max_connections; exits 1 with the figures when they do not.
     CheckBudget(crate::budget::CheckBudget),
+    /// Archives the event stream as compressed JSON-lines files (Kinesis Data Firehose).
+    Firehose(crate::streams::firehose::FirehoseArgs),
+    /// Computes one-minute windows over the event stream (Kinesis Data Analytics).
+    Analytics(crate::streams::analytics::AnalyticsArgs),
 }
 
 impl WorkerSettings {

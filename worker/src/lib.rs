@@ -5,7 +5,9 @@
 //! reservations, and drains in-flight work on SIGTERM. It also applies the inventory feed's FIFO partitions
 //! ([`inventory`]) and delivers the topics' events to their subscriptions
 //! ([`subscriptions`]). With `HEALTH_LISTEN` it serves `/healthz`, `/readyz` and
-//! `/metrics`. `--function <name>` runs one function handler instead ([`functions`]).
+//! `/metrics`. `--function <name>` runs one function handler instead ([`functions`]);
+//! `worker firehose` and `worker analytics` run an application of the event stream
+//! ([`streams`]).
 
 pub mod budget;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod health;
 pub mod inventory;
 pub mod parent;
 pub mod startup;
+pub mod streams;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod visibility;

@@ -1,4 +1,5 @@
 use clap::Parser;
+use worker::config::WorkerCommand;
 
 /// Threads of the runtime unless `TOKIO_WORKER_THREADS` says otherwise: fulfilment waits
 /// on Postgres and the payment gateway far more than it computes, so the prefetched
@@ -12,8 +13,17 @@ fn main() -> anyhow::Result<()> {
         service::logging::init("info,sqlx=warn,lapin=warn");
         worker::parent::stop_when_orphaned(stop.clone());
         let settings = worker::WorkerSettings::parse();
-        if let Some(worker::config::WorkerCommand::CheckBudget(check)) = &settings.command {
-            return worker::budget::run(&settings.data, check).await;
+        match &settings.command {
+            Some(WorkerCommand::CheckBudget(check)) => {
+                return worker::budget::run(&settings.data, check).await;
+            }
+            Some(WorkerCommand::Firehose(args)) => {
+                return worker::streams::firehose::run(&settings.data, args, stop).await;
+            }
+            Some(WorkerCommand::Analytics(args)) => {
+                return worker::streams::analytics::run(&settings.data, args, stop).await;
+            }
+            None => {}
         }
         let app = worker::Application::build(settings)?.with_stop_token(stop);
         app.run_until_stopped().await
