@@ -431,13 +431,10 @@ async fn a_firehose_process_killed_mid_run_loses_and_repeats_nothing() {
     let mut ids = Vec::new();
     // Three processes, the first two SIGKILLed while records keep coming and files are
     // being written (small files: a flush every few records).
-    for round in 0..3 {
-        let mut process = spawn_process(&env, &dir.0);
+    let mut process = spawn_process(&env, &dir.0);
+    for _ in 0..2 {
         let before = archived_count(&env, "firehose").await;
         ids.extend(publish(&env, 150).await);
-        if round == 2 {
-            break;
-        }
         testkit::eventually(WAIT, "some files written by this process", || async {
             (archived_count(&env, "firehose").await > before + 20).then_some(())
         })
@@ -445,14 +442,27 @@ async fn a_firehose_process_killed_mid_run_loses_and_repeats_nothing() {
         ids.extend(publish(&env, 50).await);
         process.kill().await.expect("SIGKILL");
         let _ = process.wait().await;
+        process = spawn_process(&env, &dir.0);
     }
+    ids.extend(publish(&env, 150).await);
     let total = ids.len() as i64;
     testkit::eventually(WAIT, "every record archived", || async {
         (archived_count(&env, "firehose").await >= total).then_some(())
     })
     .await;
-    // Nothing more comes later.
+    // Nothing more comes later; the last process stops cleanly on SIGTERM.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = process.id().expect("pid").to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = tokio::time::timeout(WAIT, process.wait())
+        .await
+        .expect("the firehose exits after its last flush")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
     assert_exactly_once(&env, &dir.0, "firehose", &ids).await;
 }
 
