@@ -42,8 +42,8 @@ pub struct FirehoseArgs {
     /// (before compression; default 5 MiB, as Firehose's).
     #[arg(long, env = "FIREHOSE_BUFFER_BYTES", default_value_t = 5 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub buffer_bytes: u64,
-    /// ... or when its oldest record has waited this long, in seconds (default 60, as
-    /// Firehose's).
+    /// ... or when its oldest record has waited this long, in seconds (default 60;
+    /// Firehose's is 300).
     #[arg(long, env = "FIREHOSE_BUFFER_INTERVAL_SECS", default_value_t = 60)]
     pub buffer_interval_secs: u64,
     /// Remove e-mail addresses from the records before they are buffered.
