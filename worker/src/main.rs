@@ -18,7 +18,13 @@ fn main() -> anyhow::Result<()> {
                 return worker::budget::run(&settings.data, check).await;
             }
             Some(WorkerCommand::Firehose(args)) => {
-                return worker::streams::firehose::run(&settings.data, args, stop).await;
+                return worker::streams::firehose::run(
+                    &settings.data,
+                    args,
+                    settings.health_listen,
+                    stop,
+                )
+                .await;
             }
             Some(WorkerCommand::Analytics(args)) => {
                 return worker::streams::analytics::run(&settings.data, args, stop).await;

@@ -1,9 +1,11 @@
 //! The fulfilment worker against the real services: duplicates, crashes, drains, poison
 //! messages, the dead-letter queue, broker connections cut or gone silent, database
-//! outages, the fulfilment saga's crash points, and the delivery of subscriptions.
+//! outages, the fulfilment saga's crash points, the delivery of subscriptions, and the
+//! stream's archive (`worker firehose`).
 
 mod delivery;
 mod fifo;
+mod firehose;
 mod functions;
 mod helpers;
 mod liveness;
