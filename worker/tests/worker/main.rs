@@ -1,7 +1,9 @@
 //! The fulfilment worker against the real services: duplicates, crashes, drains, poison
 //! messages, the dead-letter queue, broker connections cut or gone silent, database
-//! outages, the fulfilment saga's crash points, and the delivery of subscriptions.
+//! outages, the fulfilment saga's crash points, the delivery of subscriptions, and the
+//! stream's analytics windows.
 
+mod analytics;
 mod delivery;
 mod fifo;
 mod functions;
