@@ -14,7 +14,13 @@ use uuid::Uuid;
 use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, spawn_app, spawn_app_with};
 use crate::stream::{enqueue, patient, published};
 
-fn this_minute() -> DateTime<Utc> {
+/// The current minute, at least a few seconds before it ends (the test's requests then
+/// see the same current minute).
+async fn this_minute() -> DateTime<Utc> {
+    let left = 60 - Utc::now().timestamp().rem_euclid(60);
+    if left < 5 {
+        tokio::time::sleep(Duration::from_secs(left as u64 + 1)).await;
+    }
     let now = Utc::now();
     DateTime::from_timestamp(now.timestamp().div_euclid(60) * 60, 0).expect("minute")
 }
@@ -52,7 +58,7 @@ async fn window(app: &TestApp, start: DateTime<Utc>, figures: [i64; 6]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_shows_the_last_minutes_oldest_first_with_gaps_as_zeros() {
     let app = spawn_app().await;
-    let now = this_minute();
+    let now = this_minute().await;
     let old = now - TimeDelta::minutes(2);
     window(&app, old, [4, 4000, 3, 3000, 1, 2]).await;
     window(&app, now, [1, 100, 0, 0, 0, 0]).await;
