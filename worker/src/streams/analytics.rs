@@ -14,10 +14,12 @@ pub mod windows;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use data::DataSettings;
 use data::stream::consumer::{self, ConsumerConfig, Handler};
 use data::stream::reader::Record;
+use service::health::HealthServer;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,10 @@ pub struct AnalyticsArgs {
     /// Records per transaction at most.
     #[arg(long, env = "ANALYTICS_MAX_BATCH", default_value_t = 200)]
     pub max_batch: usize,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (`strata_analytics_lag_seconds`,
+    /// `strata_stream_records_total`), e.g. `0.0.0.0:9095`; unset, none is served.
+    #[arg(long, env = "ANALYTICS_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
     /// Before running: `trim-horizon` recomputes every window from the oldest record
     /// kept; an RFC 3339 timestamp recomputes the windows from its minute on. Running
     /// instances of the application drop their shards and read again.
@@ -111,6 +117,14 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let data = data.clone().resolve_files()?;
+    let health = match args.health_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding ANALYTICS_HEALTH_LISTEN {addr}"))?;
+            Some(HealthServer::new(listener, crate::telemetry::prometheus()).start()?)
+        }
+        None => None,
+    };
     let pool = data::store::db::pool(&data)?;
     let shards = data.stream.stream_shards;
     if let Some(replay) = args.replay {
@@ -138,5 +152,8 @@ pub async fn run(
     )
     .await;
     pool.close().await;
+    if let Some(health) = health {
+        health.stop().await;
+    }
     result
 }
