@@ -28,6 +28,8 @@ use crate::routes;
         routes::ops::list,
         routes::ops::redrive,
         routes::ops::stats,
+        routes::analytics::analytics,
+        routes::stream_status::status,
         routes::audit::list,
         routes::inventory::adjust,
         routes::inventory::history,
@@ -55,7 +57,7 @@ use crate::routes;
         (name = "inventory", description = "the supplier inventory feed: adjustments applied in order per sku"),
         (name = "streams", description = "the event stream (Kinesis): its shards and their records, read from a position (admin)"),
         (name = "health", description = "probes and metrics"),
-        (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail"),
+        (name = "ops", description = "operations (admin): the dead-letter queue, statistics, the audit trail, the stream's analytics windows and consumer applications"),
     )
 )]
 pub struct ApiDoc;

@@ -139,6 +139,8 @@ impl Application {
                 .service(routes::ops::list)
                 .service(routes::ops::redrive)
                 .service(routes::ops::stats)
+                .service(routes::analytics::analytics)
+                .service(routes::stream_status::status)
                 .service(routes::audit::list)
                 .service(routes::inventory::adjust)
                 .service(routes::inventory::history)
@@ -297,6 +299,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "/api/v1/ops/dlq" | "/api/v1/ops/stats" | "/api/v1/audit" | "/api/v1/ops/fifo" => {
             Some("GET")
         }
+        "/api/v1/ops/analytics" | "/api/v1/ops/stream" => Some("GET"),
         "/api/v1/streams/events/shards" | "/api/v1/streams/events/records" => Some("GET"),
         "/api/v1/subscriptions" => Some("GET, POST"),
         p if p.starts_with("/api/v1/subscriptions/") => {

@@ -214,6 +214,31 @@ impl LogicClient {
         self.call("fifo", ctx, req).await
     }
 
+    /// The last `minutes` one-minute windows of the stream's analytics (admin).
+    pub async fn analytics(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+        minutes: u32,
+    ) -> Result<contracts::AnalyticsView, LogicError> {
+        let mut url = self.url(&["api", "v1", "ops", "analytics"]);
+        url.query_pairs_mut()
+            .append_pair("minutes", &minutes.to_string());
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("analytics", ctx, req).await
+    }
+
+    /// The event stream's shards and the applications reading them (admin).
+    pub async fn stream_status(
+        &self,
+        ctx: &TraceParent,
+        token: &SecretString,
+    ) -> Result<contracts::StreamStatus, LogicError> {
+        let url = self.url(&["api", "v1", "ops", "stream"]);
+        let req = self.http.get(url).bearer_auth(token.expose_secret());
+        self.call("stream_status", ctx, req).await
+    }
+
     /// Every subscription with its counters and DLQ depth (admin).
     pub async fn subscriptions(
         &self,

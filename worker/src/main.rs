@@ -27,7 +27,13 @@ fn main() -> anyhow::Result<()> {
                 .await;
             }
             Some(WorkerCommand::Analytics(args)) => {
-                return worker::streams::analytics::run(&settings.data, args, stop).await;
+                return worker::streams::analytics::run(
+                    &settings.data,
+                    args,
+                    settings.health_listen,
+                    stop,
+                )
+                .await;
             }
             None => {}
         }

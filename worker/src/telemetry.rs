@@ -9,6 +9,11 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 fn describe() {
+    metrics::describe_histogram!(
+        "strata_analytics_lag_seconds",
+        metrics::Unit::Seconds,
+        "worker analytics: time from a record's event time to its batch being folded into the windows"
+    );
     metrics::describe_counter!(
         "strata_worker_messages_total",
         "Deliveries of orders.fulfil by outcome (fulfilled, rejected, duplicate, already_final, retry, dead_lettered, given_back)"

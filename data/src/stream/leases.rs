@@ -216,15 +216,27 @@ pub async fn reset(
     position: Position,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
+    reset_in(&mut tx, application, shards, position).await?;
+    tx.commit().await
+}
+
+/// [`reset`] inside the caller's transaction: an application that keeps state beside its
+/// checkpoints clears it in the same commit.
+pub async fn reset_in(
+    conn: &mut PgConnection,
+    application: &str,
+    shards: u16,
+    position: Position,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE stream_leases SET owner = NULL, expires_at = '-infinity', \
                 generation = generation + 1 WHERE application = $1",
     )
     .bind(application)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     for shard in 0..shards {
-        save(&mut tx, application, shard, position).await?;
+        save(&mut *conn, application, shard, position).await?;
     }
-    tx.commit().await
+    Ok(())
 }

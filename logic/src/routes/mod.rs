@@ -1,11 +1,13 @@
 //! HTTP routes, one module per area.
 
+pub mod analytics;
 pub mod audit;
 pub mod health;
 pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod stream_status;
 pub mod streams;
 pub mod subscriptions;
 pub mod topics;

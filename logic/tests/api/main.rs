@@ -3,6 +3,7 @@
 //! of secrets, and what the binary runs beside the API (the outbox relay, the demo seed).
 //! One binary, one module per area.
 
+mod analytics;
 mod audit;
 mod cache;
 mod connections;

@@ -1,5 +1,5 @@
 //! The ops console: its pages ([`dashboard`], [`audit_page`], [`fifo_page`],
-//! [`subscriptions_page`], [`login`]) and their
+//! [`subscriptions_page`], [`analytics_page`], [`stream_page`], [`login`]) and their
 //! building blocks, the admin login ([`auth`]), the figures shown ([`view`]), the audit
 //! trail's filters and rows ([`audit`]) and what the pages share about calling logic
 //! ([`calls`]).
@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, get, web};
 
 use crate::error::PageError;
 
+pub mod analytics_page;
 pub mod audit;
 pub mod audit_page;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod calls;
 pub mod dashboard;
 pub mod fifo_page;
 pub mod login;
+pub mod stream_page;
 pub mod subscriptions_page;
 pub mod view;
 
@@ -29,6 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(fifo_page::show)
         .service(subscriptions_page::show)
         .service(subscriptions_page::redrive)
+        .service(analytics_page::show)
+        .service(analytics_page::json)
+        .service(stream_page::show)
         .service(login::show)
         .service(login::login)
         .service(login::logout)

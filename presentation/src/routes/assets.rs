@@ -8,6 +8,7 @@ const STYLE: &str = include_str!("../../static/style.css");
 const SCRIPT: &str = include_str!("../../static/app.js");
 const OPS_STYLE: &str = include_str!("../../static/ops.css");
 const OPS_SCRIPT: &str = include_str!("../../static/ops.js");
+const ANALYTICS_SCRIPT: &str = include_str!("../../static/ops_analytics.js");
 /// uPlot 1.6.32 (MIT, `static/vendor/uPlot.LICENSE`), copied from its npm package.
 const UPLOT_SCRIPT: &str = include_str!("../../static/vendor/uPlot.iife.min.js");
 const UPLOT_STYLE: &str = include_str!("../../static/vendor/uPlot.min.css");
@@ -37,6 +38,11 @@ pub async fn ops_style() -> HttpResponse {
 #[get("/static/ops.js")]
 pub async fn ops_script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", OPS_SCRIPT)
+}
+
+#[get("/static/ops_analytics.js")]
+pub async fn analytics_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", ANALYTICS_SCRIPT)
 }
 
 #[get("/static/vendor/uPlot.iife.min.js")]

@@ -11,5 +11,6 @@ mod pages;
 mod resilience;
 mod secrets;
 mod security;
+mod stream_pages;
 mod subscriptions;
 mod tracing;
