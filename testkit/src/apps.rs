@@ -166,6 +166,43 @@ impl Worker {
     }
 }
 
+/// An instance of the stream's analytics application (`worker analytics`).
+pub struct Analytics {
+    task: Task<anyhow::Result<()>>,
+}
+
+/// Starts an analytics instance on the test's services, reading every shard from the
+/// oldest record kept, with a one-minute lateness and a short lease.
+pub fn analytics(env: &TestEnv) -> Analytics {
+    use worker::streams::analytics::{APPLICATION, Analytics as Handler};
+    logging();
+    let config = data::stream::consumer::ConsumerConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_interval: Duration::from_millis(500),
+        ..data::stream::consumer::ConsumerConfig::new(APPLICATION, env.data.stream.stream_shards)
+    };
+    let stop = CancellationToken::new();
+    Analytics {
+        task: Task::spawn(
+            stop.clone(),
+            data::stream::consumer::run(
+                env.pool.clone(),
+                env.data.amqp_url().to_owned(),
+                config,
+                Arc::new(Handler::new(APPLICATION, Duration::from_secs(60))),
+                stop,
+            ),
+        ),
+    }
+}
+
+impl Analytics {
+    /// Stops it and waits until it has given its leases back.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.task.stop().await
+    }
+}
+
 /// A presentation app.
 pub struct Presentation {
     /// `http://` and its address.

@@ -341,6 +341,63 @@ async fn a_shopper_browses_fills_a_cart_checks_out_and_sees_the_order_fulfilled(
     shots.take(c, "11-ops-console").await;
     c.set_window_size(1280, 900).await.unwrap();
 
+    // The stream's analytics: the orders above are in the event stream; an analytics
+    // instance reads them into one-minute windows and the page's charts and table follow
+    // without a reload.
+    let analytics = apps::analytics(&stack.env);
+    c.goto(&url("/ops/analytics")).await.unwrap();
+    c.execute("window.stillTheSamePage = true; return true;", vec![])
+        .await
+        .unwrap();
+    let placed = || async {
+        c.execute(
+            "var n = 0; document.querySelectorAll('#analytics-windows tbody tr').forEach(\
+             function (r) { var c = r.querySelectorAll('td'); if (c.length > 1) \
+             n += Number(c[1].textContent) || 0; }); return n;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while placed().await < 12 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the 12 orders never reached the analytics table"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    place_orders(stack.logic_url.clone(), 3).await;
+    let start = std::time::Instant::now();
+    while placed().await < 15 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "three more orders never reached the analytics table"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let same = c
+        .execute("return window.stillTheSamePage === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, serde_json::Value::Bool(true), "the page was reloaded");
+    let canvases = c
+        .find_all(Locator::Css("#analytics-charts canvas"))
+        .await
+        .unwrap();
+    assert_eq!(canvases.len(), 3, "one canvas per analytics chart");
+    assert!(text(c, "#analytics-status").await.starts_with("Live"));
+    shots.take(c, "12-ops-analytics").await;
+    // The stream's shards, with the analytics application's checkpoint and lease.
+    c.goto(&url("/ops/stream")).await.unwrap();
+    let shards = text(c, "main").await;
+    assert!(shards.contains("events.shard.0"), "{shards}");
+    assert!(shards.contains("analytics"), "{shards}");
+    shots.take(c, "13-ops-stream").await;
+    analytics.stop().await.expect("analytics stopped");
+
     // Logic unreachable: the polite 503 page.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
