@@ -77,6 +77,23 @@ pub fn strata_binary(container: &Value) -> Option<&str> {
         .strip_prefix("/usr/local/bin/")
 }
 
+/// The words a container passes its binary: the rest of its command, then its args.
+pub fn binary_args(container: &Value) -> Vec<String> {
+    let words = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut args = words(&container["command"]);
+    if !args.is_empty() {
+        args.remove(0);
+    }
+    args.extend(words(&container["args"]));
+    args
+}
+
 /// The names of a container's environment variables.
 pub fn env_names(container: &Value) -> Vec<&str> {
     container["env"]

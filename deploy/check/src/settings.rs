@@ -38,3 +38,19 @@ pub fn env_default_secs(command: &clap::Command, env: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{env} default {text} is not whole seconds"))
 }
+
+/// The environment variables a binary reads when run with `args`, the words after its
+/// name: its own settings, plus those of each subcommand the words name in turn
+/// (`worker firehose` reads the worker's and the firehose's).
+pub fn env_settings_of(command: clap::Command, args: &[String]) -> BTreeSet<String> {
+    let mut settings = env_settings(command.clone());
+    let mut current = command;
+    for word in args {
+        let Some(sub) = current.find_subcommand(word).cloned() else {
+            break;
+        };
+        settings.extend(env_settings(sub.clone()));
+        current = sub;
+    }
+    settings
+}

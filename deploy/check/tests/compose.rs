@@ -14,6 +14,10 @@
 //!   serving tiers run the production profile;
 //! - workers drain before compose kills them, and the autoscaler scales them through the
 //!   compose backend with the docker socket and this file mounted;
+//! - the stream's applications (`worker firehose`, `worker analytics`) are private, and
+//!   the archive is a named volume, the one writable place of a read-only container, at
+//!   a directory the image gives its unprivileged user; every Strata container but the
+//!   autoscalers has a read-only root;
 //! - the load test runs under its own profile, from the public side;
 //! - deploy/Dockerfile builds every binary a service runs, into a non-root runtime image,
 //!   and .dockerignore lets in every workspace member and nothing else.
@@ -31,7 +35,7 @@ use deploy_check::compose::{
 };
 use deploy_check::dockerfile::{self, Stage};
 use deploy_check::repo_root;
-use deploy_check::settings::{LOG_SETTINGS, env_settings};
+use deploy_check::settings::{LOG_SETTINGS, env_settings_of};
 use deploy_check::yaml::keys;
 use serde_json::{Value, json};
 
@@ -49,6 +53,8 @@ const NETWORKS: &[(&str, &[&str])] = &[
     ("autoscaler", &["private"]),
     ("fn-loyalty-points", &["private"]),
     ("fn-autoscaler", &["private"]),
+    ("firehose", &["private"]),
+    ("analytics", &["private"]),
     ("postgres", &["private"]),
     ("redis", &["private"]),
     ("rabbitmq", &["private"]),
@@ -87,8 +93,30 @@ const DEPENDS_ON: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("fn-autoscaler", &[("rabbitmq", "service_healthy")]),
+    (
+        "firehose",
+        &[
+            ("migrate", "service_completed_successfully"),
+            ("postgres", "service_healthy"),
+            ("rabbitmq", "service_healthy"),
+        ],
+    ),
+    (
+        "analytics",
+        &[
+            ("migrate", "service_completed_successfully"),
+            ("postgres", "service_healthy"),
+            ("rabbitmq", "service_healthy"),
+        ],
+    ),
     ("loadtest", &[("lb", "service_healthy")]),
 ];
+
+/// The stream's applications: service, and the worker's subcommand it runs.
+const STREAM_APPS: [(&str, &str); 2] = [("firehose", "firehose"), ("analytics", "analytics")];
+/// Where the image keeps its writable directories, owned by its user: `/state/<name>` in
+/// the builder, copied to `/var/lib/strata/<name>`.
+const STATE_DIR: &str = "/var/lib/strata/";
 
 /// Secrets presentation must never hold: it reaches data only through logic.
 const DATA_SECRETS: [&str; 6] = [
@@ -525,6 +553,8 @@ fn profile_rules(c: &Value) -> Vec<String> {
         "autoscaler",
         "fn-loyalty-points",
         "fn-autoscaler",
+        "firehose",
+        "analytics",
     ] {
         let profile = environment(&c["services"][name])
             .get("STRATA_PROFILE")
@@ -635,18 +665,12 @@ fn image_rules(c: &Value) -> Vec<String> {
 
 fn settings_rules(c: &Value) -> Vec<String> {
     let mut p = Vec::new();
-    let binaries: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
-        ("logic", env_settings(logic::cli::Cli::command())),
-        (
-            "presentation",
-            env_settings(presentation::config::Cli::command()),
-        ),
-        ("worker", env_settings(worker::WorkerSettings::command())),
-        (
-            "autoscaler",
-            env_settings(autoscaler::AutoscalerSettings::command()),
-        ),
-        ("loadtest", env_settings(loadtest::Args::command())),
+    let binaries: BTreeMap<&str, clap::Command> = BTreeMap::from([
+        ("logic", logic::cli::Cli::command()),
+        ("presentation", presentation::config::Cli::command()),
+        ("worker", worker::WorkerSettings::command()),
+        ("autoscaler", autoscaler::AutoscalerSettings::command()),
+        ("loadtest", loadtest::Args::command()),
     ]);
     // Read by the compose the autoscaler runs, when it interpolates this file again.
     let passed_on = [
@@ -661,15 +685,18 @@ fn settings_rules(c: &Value) -> Vec<String> {
             continue;
         }
         let run = compose::run(service);
-        let Some(settings) = run.first().and_then(|b| binaries.get(b.as_str())) else {
+        let Some(command) = run.first().and_then(|b| binaries.get(b.as_str())) else {
             continue;
         };
+        // `worker firehose` reads the worker's settings and the firehose's.
+        let settings = env_settings_of(command.clone(), &run[1..]);
+        let program = run.join(" ");
         for key in environment(service).keys() {
             let known = settings.contains(key)
                 || LOG_SETTINGS.contains(&key.as_str())
                 || (name.ends_with("autoscaler") && passed_on.contains(&key.as_str()));
             if !known {
-                p.push(format!("{name}: {key} is not a setting of {}", run[0]));
+                p.push(format!("{name}: {key} is not a setting of {program}"));
             }
         }
     }
@@ -681,6 +708,8 @@ fn settings_rules(c: &Value) -> Vec<String> {
         ("autoscaler", "AUTOSCALER_LISTEN", "0.0.0.0:9090"),
         ("fn-loyalty-points", "HEALTH_LISTEN", "0.0.0.0:9091"),
         ("fn-autoscaler", "AUTOSCALER_LISTEN", "0.0.0.0:9090"),
+        ("firehose", "HEALTH_LISTEN", "0.0.0.0:9091"),
+        ("analytics", "HEALTH_LISTEN", "0.0.0.0:9091"),
     ];
     for (name, key, want) in listen {
         let service = &c["services"][name];
@@ -693,6 +722,139 @@ fn settings_rules(c: &Value) -> Vec<String> {
             p.push(format!(
                 "{name}'s healthcheck does not probe its port {port}"
             ));
+        }
+    }
+    p
+}
+
+/// A service's volume mount as (source, target, read-only), from the short form
+/// `source:target[:ro]` or the long form; the source is empty for an anonymous volume.
+fn mounts(service: &Value) -> Vec<(String, String, bool)> {
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match v {
+            Value::String(text) => {
+                let parts: Vec<&str> = text.split(':').collect();
+                match parts.as_slice() {
+                    [target] => Some((String::new(), (*target).to_owned(), false)),
+                    [source, target] => Some(((*source).to_owned(), (*target).to_owned(), false)),
+                    [source, target, mode] => Some((
+                        (*source).to_owned(),
+                        (*target).to_owned(),
+                        mode.split(',').any(|m| m == "ro"),
+                    )),
+                    _ => None,
+                }
+            }
+            Value::Object(_) => Some((
+                v["source"].as_str().unwrap_or_default().to_owned(),
+                v["target"].as_str().unwrap_or_default().to_owned(),
+                v["read_only"] == json!(true),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The stream's applications run their worker subcommands; the firehose archives into a
+/// named volume (kept across `down`), writable, at its FIREHOSE_DIR, which the image
+/// creates for its unprivileged user (a new volume takes the owner of the directory it
+/// is mounted on; on a directory the image lacks it would be root's, and the archive
+/// unwritable).
+fn stream_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let worker = worker::WorkerSettings::command();
+    for (name, sub) in STREAM_APPS {
+        let service = &c["services"][name];
+        let run = compose::run(service);
+        if run != ["worker", sub] {
+            p.push(format!("{name} runs {run:?}, not `worker {sub}`"));
+        }
+        if worker.find_subcommand(sub).is_none() {
+            p.push(format!("the worker has no subcommand {sub}"));
+        }
+    }
+    let firehose = &c["services"]["firehose"];
+    let Some(dir) = environment(firehose).get("FIREHOSE_DIR").cloned() else {
+        p.push("firehose: FIREHOSE_DIR is not set (its default is relative)".to_owned());
+        return p;
+    };
+    let archive: Vec<_> = mounts(firehose)
+        .into_iter()
+        .filter(|(_, target, _)| *target == dir)
+        .collect();
+    match archive.as_slice() {
+        [(source, _, read_only)] => {
+            if c["volumes"].get(source).is_none() {
+                p.push(format!(
+                    "firehose: the archive at {dir} is not a named volume (mounts {source:?})"
+                ));
+            }
+            if *read_only {
+                p.push(format!("firehose: the archive volume at {dir} is read-only"));
+            }
+            for (other, service) in services(c) {
+                if other != "firehose" && mounts(service).iter().any(|(s, _, _)| s == source) {
+                    p.push(format!("{other} mounts the archive volume {source}"));
+                }
+            }
+        }
+        _ => p.push(format!(
+            "firehose: no volume at FIREHOSE_DIR {dir}: the archive would be lost with the container"
+        )),
+    }
+    // The image's writable directories: made in the builder under /state/, copied to
+    // /var/lib/strata/ owned by the runtime's user.
+    let stages = dockerfile::stages("deploy/Dockerfile");
+    let body = |stage: &str| {
+        stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(stage))
+            .map(|s| s.body.clone())
+            .unwrap_or_default()
+    };
+    let runtime = body("runtime");
+    let user = runtime
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .unwrap_or("0")
+        .to_owned();
+    let copied = runtime.iter().any(|l| {
+        l.starts_with("COPY ")
+            && l.contains(&format!("--chown={user}"))
+            && l.ends_with(&format!(" /state/ {STATE_DIR}"))
+    });
+    match dir.strip_prefix(STATE_DIR) {
+        Some(rest) if !rest.is_empty() && !rest.contains('/') => {
+            let made = body("builder")
+                .iter()
+                .any(|l| l.split_whitespace().any(|w| w == format!("/state/{rest}")));
+            if !made || !copied {
+                p.push(format!(
+                    "firehose: the image does not create {dir} owned by its user {user}"
+                ));
+            }
+        }
+        _ => p.push(format!(
+            "firehose: FIREHOSE_DIR {dir} is not a directory {STATE_DIR}<name> of the image"
+        )),
+    }
+    p
+}
+
+/// Strata's containers write only to their volumes: a read-only root, except the
+/// autoscalers' (the compose they run writes its own state).
+fn read_only_rules(c: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (name, service) in services(c) {
+        let autoscaler = service["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("strata-autoscaler:"));
+        if is_strata_image(service) && !autoscaler && service["read_only"] != json!(true) {
+            p.push(format!("{name} has a writable root filesystem"));
         }
     }
     p
@@ -761,6 +923,16 @@ fn every_service_runs_a_binary_the_image_builds() {
 #[test]
 fn every_environment_variable_is_a_setting() {
     assert_rule(COMPOSE, "settings", settings_rules);
+}
+
+#[test]
+fn the_streams_applications_run_and_the_archive_is_kept() {
+    assert_rule(COMPOSE, "stream", stream_rules);
+}
+
+#[test]
+fn strata_containers_have_a_read_only_root() {
+    assert_rule(COMPOSE, "read_only", read_only_rules);
 }
 
 #[test]
@@ -1057,6 +1229,98 @@ fn every_rule_catches_a_break() {
             |c| c["services"]["logic"]["environment"]["LISTEN_ADDR"] = json!("127.0.0.1:8081"),
             settings_rules,
             "logic: LISTEN_ADDR is not 0.0.0.0:8081",
+        ),
+        (
+            "firehose on egress",
+            |c| c["services"]["firehose"]["networks"] = json!(["private", "egress"]),
+            egress_rules,
+            "service firehose is on egress",
+        ),
+        (
+            "analytics on public",
+            |c| c["services"]["analytics"]["networks"] = json!(["private", "public"]),
+            network_rules,
+            "analytics is on",
+        ),
+        (
+            "firehose publishes its health port",
+            |c| c["services"]["firehose"]["ports"] = json!(["9091:9091"]),
+            port_rules,
+            "service firehose publishes",
+        ),
+        (
+            "a development firehose",
+            |c| {
+                c["services"]["firehose"]["environment"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("STRATA_PROFILE");
+            },
+            profile_rules,
+            "firehose runs with profile None",
+        ),
+        (
+            "a misspelt firehose setting",
+            |c| c["services"]["firehose"]["environment"]["FIREHOSE_DIRECTORY"] = json!("/tmp"),
+            settings_rules,
+            "FIREHOSE_DIRECTORY is not a setting of worker firehose",
+        ),
+        (
+            "a firehose setting on the plain worker",
+            |c| c["services"]["worker"]["environment"]["FIREHOSE_DIR"] = json!("/tmp"),
+            settings_rules,
+            "FIREHOSE_DIR is not a setting of worker",
+        ),
+        (
+            "analytics runs the plain worker",
+            |c| c["services"]["analytics"]["command"] = json!(["worker"]),
+            stream_rules,
+            "analytics runs",
+        ),
+        (
+            "the archive in the container",
+            |c| {
+                c["services"]["firehose"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("volumes");
+            },
+            stream_rules,
+            "no volume at FIREHOSE_DIR",
+        ),
+        (
+            "the archive read-only",
+            |c| {
+                c["services"]["firehose"]["volumes"] =
+                    json!(["firehose-archive:/var/lib/strata/firehose:ro"]);
+            },
+            stream_rules,
+            "is read-only",
+        ),
+        (
+            "the archive on a bind mount",
+            |c| {
+                c["services"]["firehose"]["volumes"] = json!(["./archive:/var/lib/strata/firehose"])
+            },
+            stream_rules,
+            "not a named volume",
+        ),
+        (
+            "the archive where the image has no directory",
+            |c| {
+                c["services"]["firehose"]["environment"]["FIREHOSE_DIR"] =
+                    json!("/var/lib/strata/archive");
+                c["services"]["firehose"]["volumes"] =
+                    json!(["firehose-archive:/var/lib/strata/archive"]);
+            },
+            stream_rules,
+            "the image does not create /var/lib/strata/archive",
+        ),
+        (
+            "a writable firehose",
+            |c| c["services"]["firehose"]["read_only"] = json!(false),
+            read_only_rules,
+            "firehose has a writable root",
         ),
     ];
     let original = compose::load(COMPOSE);

@@ -12,7 +12,9 @@
 //!   the worker alone reaches the internet, on the ports of webhooks and mail, with every
 //!   private range left out, and the confirmation URLs it sends point at the public tier;
 //! - the HPAs and KEDA's ScaledObject target existing workloads, and KEDA scales the
-//!   workers on the same queue, target, bounds and windows as the autoscaler binary.
+//!   workers on the same queue, target, bounds and windows as the autoscaler binary;
+//! - the stream's applications run one replica each of their worker subcommands, the
+//!   firehose with its archive on a ReadWriteOnce claim, replaced by `Recreate`.
 //!
 //! The schema of every built-in object is checked by scripts/k8s-validate; KEDA's custom
 //! resources have no schema there, so their fields are checked here.
@@ -22,11 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use clap::CommandFactory;
 use deploy_check::k8s::policy::{Edges, ExternalPeer, edges};
 use deploy_check::k8s::{
-    build, component, container_port, containers, env_names, env_value, id, kind, labels,
-    pod_labels, pod_spec, quantity, strata_binary,
+    binary_args, build, component, container_port, containers, env_names, env_value, id, kind,
+    labels, pod_labels, pod_spec, quantity, strata_binary,
 };
 use deploy_check::settings::{
-    LOG_SETTINGS, env_default, env_default_secs, env_default_u64, env_settings,
+    LOG_SETTINGS, env_default, env_default_secs, env_default_u64, env_settings, env_settings_of,
 };
 use deploy_check::yaml::strings;
 use deploy_check::{assert_no_problems, load_yaml_documents, repo_root};
@@ -56,6 +58,12 @@ const DEMO_EDGES: &[&str] = &[
     "prometheus -> fn-loyalty-points:9091/TCP",
     "fn-loyalty-points -> postgres:5432/TCP",
     "fn-loyalty-points -> rabbitmq:5672/TCP",
+    "prometheus -> firehose:9091/TCP",
+    "firehose -> postgres:5432/TCP",
+    "firehose -> rabbitmq:5672/TCP",
+    "prometheus -> analytics:9091/TCP",
+    "analytics -> postgres:5432/TCP",
+    "analytics -> rabbitmq:5672/TCP",
     "migrate -> postgres:5432/TCP",
     "keda-operator -> rabbitmq:15672/TCP",
 ];
@@ -64,6 +72,8 @@ const DEMO_PODS: &[&str] = &[
     "logic",
     "worker",
     "fn-loyalty-points",
+    "firehose",
+    "analytics",
     "migrate",
     "postgres",
     "redis",
@@ -85,6 +95,12 @@ const MANAGED_EDGES: &[&str] = &[
     "prometheus -> fn-loyalty-points:9091/TCP",
     "fn-loyalty-points -> 10.0.0.0/16:5432/TCP",
     "fn-loyalty-points -> 10.0.0.0/16:5671/TCP",
+    "prometheus -> firehose:9091/TCP",
+    "firehose -> 10.0.0.0/16:5432/TCP",
+    "firehose -> 10.0.0.0/16:5671/TCP",
+    "prometheus -> analytics:9091/TCP",
+    "analytics -> 10.0.0.0/16:5432/TCP",
+    "analytics -> 10.0.0.0/16:5671/TCP",
     "migrate -> 10.0.0.0/16:5432/TCP",
 ];
 const MANAGED_PODS: &[&str] = &[
@@ -92,6 +108,8 @@ const MANAGED_PODS: &[&str] = &[
     "logic",
     "worker",
     "fn-loyalty-points",
+    "firehose",
+    "analytics",
     "migrate",
 ];
 
@@ -256,13 +274,10 @@ fn check_probes(at: &str, c: &Value, failures: &mut Vec<String>) {
 
 #[test]
 fn containers_set_only_their_binarys_settings_and_listen_on_declared_ports() {
-    let known: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
-        ("logic", env_settings(logic::cli::Cli::command())),
-        (
-            "presentation",
-            env_settings(presentation::config::Cli::command()),
-        ),
-        ("worker", env_settings(worker::WorkerSettings::command())),
+    let known: BTreeMap<&str, clap::Command> = BTreeMap::from([
+        ("logic", logic::cli::Cli::command()),
+        ("presentation", presentation::config::Cli::command()),
+        ("worker", worker::WorkerSettings::command()),
     ]);
     for overlay in OVERLAYS {
         let b = build(overlay);
@@ -273,10 +288,12 @@ fn containers_set_only_their_binarys_settings_and_listen_on_declared_ports() {
                     continue;
                 };
                 let at = format!("{} container {}", id(w), c["name"]);
-                let Some(settings) = known.get(binary) else {
+                let Some(command) = known.get(binary) else {
                     failures.push(format!("{at}: runs {binary}, not a tier's binary"));
                     continue;
                 };
+                // `worker firehose` reads the worker's settings and the firehose's.
+                let settings = env_settings_of(command.clone(), &binary_args(c));
                 for var in env_names(c) {
                     if !settings.contains(var) && !LOG_SETTINGS.contains(&var) {
                         failures.push(format!("{at}: {binary} has no setting {var}"));
@@ -1041,4 +1058,180 @@ fn the_demo_management_url_points_at_the_brokers_api() {
         .flatten()
         .any(|p| p["name"] == "management" && p["port"].as_u64() == port.parse().ok());
     assert!(served, "the Service serves the management API on {port}");
+}
+
+// ------------------------------------------------------------------ the stream's applications
+
+/// Problems with the stream's applications in one rendered overlay: one replica each of
+/// `worker firehose` and `worker analytics`, neither autoscaled; the firehose's archive
+/// on a ReadWriteOnce claim mounted writable at its FIREHOSE_DIR, so the Deployment
+/// replaces its pod with `Recreate` (a rolling update's second pod could not mount it).
+fn stream_problems(b: &deploy_check::k8s::Build) -> Vec<String> {
+    let mut p = Vec::new();
+    let worker = worker::WorkerSettings::command();
+    for (name, sub) in [("firehose", "firehose"), ("analytics", "analytics")] {
+        let Some(d) = b.find("Deployment", name) else {
+            p.push(format!("no Deployment {name}"));
+            continue;
+        };
+        if d["spec"]["replicas"] != 1 {
+            p.push(format!("{name}: replicas {}, not 1", d["spec"]["replicas"]));
+        }
+        let scaled = b
+            .objects
+            .iter()
+            .filter(|o| matches!(kind(o), "HorizontalPodAutoscaler" | "ScaledObject"))
+            .any(|o| o["spec"]["scaleTargetRef"]["name"] == name);
+        if scaled {
+            p.push(format!("{name} is autoscaled; it runs one instance"));
+        }
+        let Some(c) = containers(d).next() else {
+            p.push(format!("{name}: no container"));
+            continue;
+        };
+        if strata_binary(c) != Some("worker") || binary_args(c) != [sub] {
+            p.push(format!("{name} does not run `worker {sub}`"));
+        }
+        if worker.find_subcommand(sub).is_none() {
+            p.push(format!("the worker has no subcommand {sub}"));
+        }
+    }
+    let Some(firehose) = b.find("Deployment", "firehose") else {
+        return p;
+    };
+    let Some(c) = containers(firehose).next() else {
+        return p;
+    };
+    let Some(dir) = env_value(c, "FIREHOSE_DIR") else {
+        p.push("firehose: FIREHOSE_DIR is not set (its default is relative)".to_owned());
+        return p;
+    };
+    let mount = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == dir);
+    let Some(mount) = mount else {
+        p.push(format!(
+            "firehose: nothing mounted at FIREHOSE_DIR {dir}: the archive would be lost with the pod"
+        ));
+        return p;
+    };
+    if mount["readOnly"] == true {
+        p.push(format!(
+            "firehose: the archive at {dir} is mounted read-only"
+        ));
+    }
+    let volume = pod_spec(firehose)["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"]);
+    let claim = volume.and_then(|v| v["persistentVolumeClaim"]["claimName"].as_str());
+    let Some(claim) = claim else {
+        p.push(format!(
+            "firehose: the archive at {dir} is not a PersistentVolumeClaim"
+        ));
+        return p;
+    };
+    match b.find("PersistentVolumeClaim", claim) {
+        None => p.push(format!("firehose: no PersistentVolumeClaim {claim}")),
+        Some(pvc) => {
+            let modes = strings(&pvc["spec"]["accessModes"]);
+            if modes
+                .iter()
+                .any(|m| m == "ReadWriteOnce" || m == "ReadWriteOncePod")
+                && firehose["spec"]["strategy"]["type"] != "Recreate"
+            {
+                p.push(format!(
+                    "firehose: claim {claim} is {modes:?} but the Deployment's strategy is not Recreate"
+                ));
+            }
+            if quantity(&pvc["spec"]["resources"]["requests"]["storage"]).is_none() {
+                p.push(format!("firehose: claim {claim} requests no storage"));
+            }
+        }
+    }
+    // fsGroup gives the unprivileged user the volume.
+    if pod_spec(firehose)["securityContext"]["fsGroup"]
+        .as_u64()
+        .is_none()
+    {
+        p.push("firehose: no fsGroup: its user could not write the archive".to_owned());
+    }
+    p
+}
+
+#[test]
+fn the_streams_applications_run_once_and_the_archive_is_claimed() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        assert_no_problems(overlay, stream_problems(&b));
+    }
+    // The rule notices each break.
+    type Break = fn(&mut Value);
+    let breaks: [(&str, Break, &str); 6] = [
+        (
+            "two firehoses",
+            |d| d["spec"]["replicas"] = 2.into(),
+            "firehose: replicas 2",
+        ),
+        (
+            "a rolling update",
+            |d| {
+                d["spec"].as_object_mut().unwrap().remove("strategy");
+            },
+            "strategy is not Recreate",
+        ),
+        (
+            "the plain worker",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["command"] =
+                    serde_json::json!(["/usr/local/bin/worker"])
+            },
+            "does not run `worker firehose`",
+        ),
+        (
+            "the archive read-only",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["readOnly"] =
+                    true.into()
+            },
+            "mounted read-only",
+        ),
+        (
+            "the archive in the pod",
+            |d| {
+                d["spec"]["template"]["spec"]["volumes"][1] =
+                    serde_json::json!({"name": "archive", "emptyDir": {}})
+            },
+            "not a PersistentVolumeClaim",
+        ),
+        (
+            "no FIREHOSE_DIR",
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|e| e["name"] != "FIREHOSE_DIR");
+            },
+            "FIREHOSE_DIR is not set",
+        ),
+    ];
+    let good = build(DEMO);
+    for (what, break_it, expected) in breaks {
+        let mut b = build(DEMO);
+        let d = b
+            .objects
+            .iter_mut()
+            .find(|o| kind(o) == "Deployment" && o["metadata"]["name"] == "firehose")
+            .expect("the firehose Deployment");
+        break_it(d);
+        let problems = stream_problems(&b);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{what}: expected {expected:?} in {problems:?}"
+        );
+    }
+    assert!(stream_problems(&good).is_empty());
 }
