@@ -133,6 +133,7 @@ impl Application {
                 .service(routes::assets::ops_style)
                 .service(routes::assets::ops_script)
                 .service(routes::assets::analytics_script)
+                .service(routes::assets::charts_script)
                 .service(routes::assets::uplot_script)
                 .service(routes::assets::uplot_style)
                 .service(routes::catalog::index)

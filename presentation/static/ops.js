@@ -92,47 +92,8 @@
 
   var plots = [];
 
-  function size(el) {
-    return { width: Math.max(260, el.clientWidth), height: 180 };
-  }
-
-  function makeCharts() {
-    if (typeof window.uPlot !== "function") return;
-    var section = document.getElementById("charts");
-    if (section) section.hidden = false;
-    CHARTS.forEach(function (c) {
-      var el = document.getElementById(c.id);
-      if (!el) return;
-      var s = size(el);
-      var opts = {
-        width: s.width, height: s.height,
-        scales: { x: { time: true }, y: { range: c.range } },
-        legend: { live: false },
-        axes: [{ stroke: "#52606d", grid: { stroke: "#e4ebf3" } },
-               { stroke: "#52606d", grid: { stroke: "#e4ebf3" }, size: 48 }],
-        series: [{}].concat(c.lines.map(function (l) {
-          return { label: l.label, stroke: l.stroke, fill: l.fill, dash: l.dash, width: 2,
-                   spanGaps: false, points: { show: false } };
-        }))
-      };
-      var data = [[]].concat(c.lines.map(function () { return []; }));
-      plots.push({ spec: c, el: el, plot: new window.uPlot(opts, data, el) });
-    });
-    var pending = null;
-    window.addEventListener("resize", function () {
-      window.clearTimeout(pending);
-      pending = window.setTimeout(function () {
-        plots.forEach(function (p) { p.plot.setSize(size(p.el)); });
-      }, 150);
-    });
-  }
-
   function draw() {
-    var cols = series();
-    plots.forEach(function (p) {
-      var data = [cols.t].concat(p.spec.lines.map(function (l) { return cols[l.col]; }));
-      p.plot.setData(data);
-    });
+    window.strataCharts.draw(plots, series());
   }
 
   function setStat(key, text) {
@@ -251,7 +212,7 @@
   function start() {
     var root = document.getElementById("ops-console");
     if (!root || !window.fetch) return;
-    makeCharts();
+    plots = window.strataCharts.make("charts", CHARTS, 48, false);
     poll(root.getAttribute("data-stats"));
   }
 

@@ -27,32 +27,6 @@
 
   var plots = [];
 
-  function size(el) { return { width: Math.max(260, el.clientWidth), height: 180 }; }
-
-  function makeCharts() {
-    if (typeof window.uPlot !== "function") return;
-    var section = document.getElementById("analytics-charts");
-    if (section) section.hidden = false;
-    CHARTS.forEach(function (c) {
-      var el = document.getElementById(c.id);
-      if (!el) return;
-      var s = size(el);
-      var opts = {
-        width: s.width, height: s.height,
-        scales: { x: { time: true }, y: { range: c.range } },
-        legend: { live: false },
-        axes: [{ stroke: "#52606d", grid: { stroke: "#e4ebf3" } },
-               { stroke: "#52606d", grid: { stroke: "#e4ebf3" }, size: 56 }],
-        series: [{}].concat(c.lines.map(function (l) {
-          return { label: l.label, stroke: l.stroke, fill: l.fill, width: 2,
-                   points: { show: true, size: 4 } };
-        }))
-      };
-      var data = [[]].concat(c.lines.map(function () { return []; }));
-      plots.push({ spec: c, el: el, plot: new window.uPlot(opts, data, el) });
-    });
-  }
-
   function columns(view) {
     var cols = { t: [], placed: [], fulfilled: [], rejected: [], revenue: [], rate: [] };
     (view.windows || []).forEach(function (w) {
@@ -101,9 +75,7 @@
 
   function update(view) {
     var cols = columns(view);
-    plots.forEach(function (p) {
-      p.plot.setData([cols.t].concat(p.spec.lines.map(function (l) { return cols[l.col]; })));
-    });
+    window.strataCharts.draw(plots, cols);
     updateTable(view);
     text("analytics-watermark", view.watermark ? view.watermark.replace("T", " ").slice(0, 19) + " UTC" : "none yet");
     text("analytics-late", String(view.late_events));
@@ -132,7 +104,7 @@
   function start() {
     var root = document.getElementById("ops-analytics");
     if (!root || !window.fetch) return;
-    makeCharts();
+    plots = window.strataCharts.make("analytics-charts", CHARTS, 56, true);
     poll(root.getAttribute("data-source"));
   }
 

@@ -9,6 +9,7 @@ const SCRIPT: &str = include_str!("../../static/app.js");
 const OPS_STYLE: &str = include_str!("../../static/ops.css");
 const OPS_SCRIPT: &str = include_str!("../../static/ops.js");
 const ANALYTICS_SCRIPT: &str = include_str!("../../static/ops_analytics.js");
+const CHARTS_SCRIPT: &str = include_str!("../../static/ops_charts.js");
 /// uPlot 1.6.32 (MIT, `static/vendor/uPlot.LICENSE`), copied from its npm package.
 const UPLOT_SCRIPT: &str = include_str!("../../static/vendor/uPlot.iife.min.js");
 const UPLOT_STYLE: &str = include_str!("../../static/vendor/uPlot.min.css");
@@ -38,6 +39,11 @@ pub async fn ops_style() -> HttpResponse {
 #[get("/static/ops.js")]
 pub async fn ops_script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", OPS_SCRIPT)
+}
+
+#[get("/static/ops_charts.js")]
+pub async fn charts_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", CHARTS_SCRIPT)
 }
 
 #[get("/static/ops_analytics.js")]

@@ -176,6 +176,7 @@ async fn a_wrong_password_gets_401_and_the_right_one_a_session_that_shows_the_nu
         "/static/vendor/uPlot.iife.min.js",
         "/static/vendor/uPlot.min.css",
         "/static/ops.js",
+        "/static/ops_charts.js",
         "/static/ops.css",
     ] {
         let asset = c.get(path).await;
