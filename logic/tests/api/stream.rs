@@ -154,15 +154,27 @@ async fn retention_removes_whole_old_segments() {
     }
     published(env).await;
 
-    // 400 events of about 400 bytes: 160 kB through a shard of 20 kB.
-    let records = all_records(env, 1).await;
-    assert!(!records.is_empty());
+    // 400 events of about 400 bytes: 160 kB through a shard of 20 kB. RabbitMQ 3.10: once
+    // retention has removed segments, a shard not written to since can deliver nothing
+    // from its start until its next write (docs/messaging.md), so one more event is
+    // written until the shard reads again.
+    let mut newest = 7;
+    let records = loop {
+        newest += 1;
+        enqueue(env, &orders[..1], &[], newest).await;
+        published(env).await;
+        let records = all_records(env, 1).await;
+        if !records.is_empty() || newest == 12 {
+            break records;
+        }
+    };
+    assert!(!records.is_empty(), "the shard reads nothing");
     assert!(records.len() < 400, "kept {} of 400", records.len());
     let first = &records[0].1;
     assert!(first.sequence > 0, "the oldest segments are gone");
     assert_eq!(
         n_of(&records.last().expect("last").1),
-        7,
+        newest,
         "the newest is kept"
     );
     get_error(
