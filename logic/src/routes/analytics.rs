@@ -21,10 +21,12 @@ const TOP_PRODUCTS: usize = 5;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsParams {
-    /// How many one-minute windows (default 15).
-    #[param(minimum = 1, maximum = 1440)]
+    /// How many one-minute windows (default 15). Read as text so that anything but a
+    /// whole number in range gets this route's own `invalid_query` message.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1440)]
     pub minutes: Option<String>,
     /// The stream application (default `analytics`).
+    #[param(min_length = 1, max_length = 100)]
     pub application: Option<String>,
 }
 
