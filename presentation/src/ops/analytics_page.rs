@@ -15,7 +15,7 @@ use crate::csrf::CsrfToken;
 use crate::error::PageError;
 use crate::logic_client::LogicClient;
 use crate::ops::auth::{OpsAuth, OpsSession};
-use crate::ops::calls::{NO_TOKEN, logged};
+use crate::ops::calls::{NO_TOKEN, json_error, json_gate, logged};
 use crate::telemetry::trace_context;
 use crate::views;
 
@@ -116,11 +116,6 @@ pub struct JsonQuery {
     minutes: Option<u32>,
 }
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .json(serde_json::json!({"error": {"code": code, "message": message}}))
-}
-
 /// Logic's `AnalyticsView`, for the live charts. 401 without a session.
 #[get("/ops/analytics.json")]
 pub async fn json(
@@ -130,16 +125,10 @@ pub async fn json(
     keys: web::Data<CookieKeys>,
     query: Option<web::Query<JsonQuery>>,
 ) -> HttpResponse {
-    if !auth.enabled() {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "not found");
-    }
-    if auth.session(&req, &keys).is_none() {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "log in at /ops/login",
-        );
-    }
+    let token = match json_gate(&req, &auth, &keys) {
+        Ok(token) => token,
+        Err(refused) => return *refused,
+    };
     let minutes = match query.map(|q| q.minutes) {
         None => {
             return json_error(
@@ -157,9 +146,6 @@ pub async fn json(
             "minutes must be a whole number between 1 and 1440",
         );
     }
-    let Some(token) = auth.logic_token() else {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "no_logic_token", NO_TOKEN);
-    };
     let view = logic.analytics(&trace_context(&req), token, minutes).await;
     match logged("analytics", view) {
         Ok(view) => HttpResponse::Ok().json(view),

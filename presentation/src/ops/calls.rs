@@ -1,7 +1,14 @@
 //! What the console's pages share about calling logic: the words shown when a call fails
-//! or cannot be made, and the one place such failures are logged.
+//! or cannot be made, the one place such failures are logged, and the gate and error body
+//! of the JSON routes the live pages poll.
 
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::SecretString;
+
+use crate::cookies::CookieKeys;
 use crate::logic_client::LogicError;
+use crate::ops::auth::OpsAuth;
 
 /// What the console says when a call to logic fails; logic's own words are never shown.
 fn problem(err: &LogicError) -> &'static str {
@@ -31,5 +38,41 @@ pub fn logged<T>(what: &str, result: Result<T, LogicError>) -> Result<T, &'stati
             "ops call to logic failed"
         );
         problem(&err)
+    })
+}
+
+/// A JSON route's error, in logic's shape.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(serde_json::json!({"error": {"code": code, "message": message}}))
+}
+
+/// The gate of a JSON route: 404 while the console is off, 401 without a session, 503
+/// without a token for logic; the token otherwise.
+pub fn json_gate<'a>(
+    req: &HttpRequest,
+    auth: &'a OpsAuth,
+    keys: &CookieKeys,
+) -> Result<&'a SecretString, Box<HttpResponse>> {
+    if !auth.enabled() {
+        return Err(Box::new(json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not found",
+        )));
+    }
+    if auth.session(req, keys).is_none() {
+        return Err(Box::new(json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "log in at /ops/login",
+        )));
+    }
+    auth.logic_token().ok_or_else(|| {
+        Box::new(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_logic_token",
+            NO_TOKEN,
+        ))
     })
 }

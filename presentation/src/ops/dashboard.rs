@@ -15,7 +15,7 @@ use crate::csrf::{CsrfForm, CsrfToken};
 use crate::error::PageError;
 use crate::logic_client::LogicClient;
 use crate::ops::auth::{OpsAuth, OpsSession};
-use crate::ops::calls::{NO_TOKEN, logged};
+use crate::ops::calls::{NO_TOKEN, json_error, json_gate, logged};
 use crate::ops::view::{self, DeadLetterRow, DecisionRow, Tile};
 use crate::telemetry::trace_context;
 use crate::views;
@@ -132,11 +132,6 @@ pub async fn console(
     Ok(views::html(StatusCode::OK, &page))
 }
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .json(serde_json::json!({"error": {"code": code, "message": message}}))
-}
-
 /// The current `OpsStats` from logic, for the live charts. 401 without a session.
 #[get("/ops/stats.json")]
 pub async fn stats_json(
@@ -145,18 +140,9 @@ pub async fn stats_json(
     auth: web::Data<OpsAuth>,
     keys: web::Data<CookieKeys>,
 ) -> HttpResponse {
-    if !auth.enabled() {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "not found");
-    }
-    if auth.session(&req, &keys).is_none() {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "log in at /ops/login",
-        );
-    }
-    let Some(token) = auth.logic_token() else {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "no_logic_token", NO_TOKEN);
+    let token = match json_gate(&req, &auth, &keys) {
+        Ok(token) => token,
+        Err(refused) => return *refused,
     };
     match logged("stats", logic.ops_stats(&trace_context(&req), token).await) {
         Ok(stats) => HttpResponse::Ok().json(stats),
