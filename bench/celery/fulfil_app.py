@@ -1,5 +1,5 @@
-"""The peer of Strata's worker: a Celery worker running the same fulfilment transaction
-(worker/src/fulfilment/transaction.rs) through psycopg, against the same Postgres and RabbitMQ, its tasks
+"""The peer of Strata's worker: a Celery worker running the same fulfilment saga
+(worker/src/fulfilment/saga.rs and steps.rs) through psycopg, against the same Postgres and RabbitMQ, its tasks
 on a quorum queue of their own vhost, acknowledged after the commit (acks_late)."""
 
 import os
@@ -86,33 +86,50 @@ def enqueue(conn, routing_key, kind, payload):
 
 @app.task(name="fulfil")
 def fulfil(order_id, message_id):
-    """Returns the outcome: fulfilled, rejected, duplicate or already_final."""
+    """The worker's saga (worker/src/fulfilment/saga.rs) with the payment approved at
+    once: reserve (a transaction), the gateway's ledger statement, settle (another).
+    Returns the outcome: fulfilled, rejected, duplicate or already_final."""
     with pool().connection() as conn:
         with conn.transaction():
-            first = conn.execute(
-                "INSERT INTO processed_messages (consumer, message_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (CONSUMER, message_id),
-            ).rowcount == 1
-            if not first:
-                raise Rollback()
             row = conn.execute(
-                "SELECT status, total_cents FROM orders WHERE id = %s FOR UPDATE",
+                "SELECT step, total_cents FROM orders WHERE id = %s FOR UPDATE",
                 (order_id,),
             ).fetchone()
             if row is None:
-                raise Rollback()
-            status, total_cents = row
-            if status != "pending":
-                return "already_final"
-            lines = conn.execute(
-                "SELECT l.sku, l.quantity, p.stock FROM order_lines l "
-                "JOIN products p ON p.sku = l.sku "
-                "WHERE l.order_id = %s ORDER BY l.sku FOR UPDATE OF p",
-                (order_id,),
-            ).fetchall()
-            if all(stock >= quantity for _, quantity, stock in lines):
-                # The payment gateway approves at once (payment latency 0).
+                return "unknown"
+            step, total_cents = row
+            if step in ("fulfilled", "rejected"):
+                first = conn.execute(
+                    "INSERT INTO processed_messages (consumer, message_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (CONSUMER, message_id),
+                ).rowcount == 1
+                return "already_final" if first else "duplicate"
+            if step == "pending":
+                lines = conn.execute(
+                    "SELECT l.sku, l.quantity, p.stock FROM order_lines l "
+                    "JOIN products p ON p.sku = l.sku "
+                    "WHERE l.order_id = %s ORDER BY l.sku FOR NO KEY UPDATE OF p",
+                    (order_id,),
+                ).fetchall()
+                if not all(stock >= quantity for _, quantity, stock in lines):
+                    conn.execute(
+                        "INSERT INTO processed_messages (consumer, message_id) "
+                        "VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        (CONSUMER, message_id),
+                    )
+                    conn.execute(
+                        "UPDATE orders SET status = 'rejected', step = 'rejected', "
+                        "reason = %s, updated_at = now() WHERE id = %s",
+                        ("out_of_stock", order_id),
+                    )
+                    enqueue(
+                        conn,
+                        "order.rejected",
+                        "OrderRejected",
+                        {"order_id": order_id, "reason": "out_of_stock"},
+                    )
+                    return "rejected"
                 conn.execute(
                     "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() "
                     "FROM unnest(%s::text[], %s::int[]) AS l(sku, quantity) "
@@ -120,29 +137,42 @@ def fulfil(order_id, message_id):
                     ([s for s, _, _ in lines], [q for _, q, _ in lines]),
                 )
                 conn.execute(
-                    "UPDATE orders SET status = 'fulfilled', updated_at = now() WHERE id = %s",
+                    "UPDATE orders SET step = 'reserved', "
+                    "reserved_until = now() + interval '600 seconds', updated_at = now() "
+                    "WHERE id = %s",
                     (order_id,),
                 )
-                enqueue(
-                    conn,
-                    "order.fulfilled",
-                    "OrderFulfilled",
-                    {"order_id": order_id, "total_cents": total_cents},
-                )
-                return "fulfilled"
+        # The gateway's ledger (payment latency 0, approved): no transaction.
+        conn.execute(
+            "INSERT INTO payment_charges (order_id, amount_cents, outcome) "
+            "VALUES (%s, %s, 'approved') ON CONFLICT (order_id) DO UPDATE "
+            "SET calls = payment_charges.calls + 1, last_call_at = now() RETURNING outcome",
+            (order_id, total_cents),
+        )
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT step FROM orders WHERE id = %s FOR UPDATE", (order_id,)
+            ).fetchone()
+            if row[0] in ("fulfilled", "rejected"):
+                raise Rollback()
             conn.execute(
-                "UPDATE orders SET status = 'rejected', reason = %s, updated_at = now() "
-                "WHERE id = %s",
-                ("out_of_stock", order_id),
+                "INSERT INTO processed_messages (consumer, message_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (CONSUMER, message_id),
+            )
+            conn.execute(
+                "UPDATE orders SET status = 'fulfilled', step = 'fulfilled', "
+                "reserved_until = NULL, updated_at = now() WHERE id = %s",
+                (order_id,),
             )
             enqueue(
                 conn,
-                "order.rejected",
-                "OrderRejected",
-                {"order_id": order_id, "reason": "out_of_stock"},
+                "order.fulfilled",
+                "OrderFulfilled",
+                {"order_id": order_id, "total_cents": total_cents},
             )
-            return "rejected"
-    return "duplicate"
+            return "fulfilled"
+    return "already_final"
 
 
 def preload():

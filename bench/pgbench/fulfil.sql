@@ -1,9 +1,8 @@
 -- The worker's saga for one FulfilOrder message that fulfils its order
--- (worker/src/fulfilment/steps.rs, payment approved at once), as three short transactions
+-- (worker/src/fulfilment/steps.rs, payment approved at once), as two short transactions
 -- and the simulated gateway's ledger statement between them:
 --   reserve: order and product rows locked (LOCK), stock taken and held (TAKE);
 --   charge: the gateway records the charge (payment.rs, RECORD), no transaction;
---   paid: order locked, moved to paid (PAID);
 --   settle: order locked, final step set, message recorded, event to the outbox (FINISH).
 -- The wake-up of the relays is not part of it: the worker sends it from a task of its
 -- own, one pg_notify for all the commits of the moment (data/src/messaging/outbox.rs,
@@ -43,21 +42,6 @@ INSERT INTO payment_charges (order_id, amount_cents, outcome) VALUES (('5' || lp
 ON CONFLICT (order_id) DO UPDATE
     SET calls = payment_charges.calls + 1, last_call_at = now()
 RETURNING outcome \gset
-BEGIN;
-WITH the_order AS (
-    SELECT step, reason, total_cents FROM orders WHERE id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid FOR UPDATE
-),
-the_lines AS (
-    SELECT l.sku, l.quantity, p.stock FROM order_lines l
-    JOIN products p ON p.sku = l.sku
-    WHERE l.order_id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid AND EXISTS (SELECT FROM the_order WHERE step = NULL::text)
-    ORDER BY l.sku
-    FOR NO KEY UPDATE OF p
-)
-SELECT (SELECT step FROM the_order) AS step \gset
-UPDATE orders SET step = 'paid', reserved_until = NULL, updated_at = now()
-WHERE id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid AND step = 'reserved';
-COMMIT;
 BEGIN;
 WITH the_order AS (
     SELECT step, reason, total_cents FROM orders WHERE id = ('5' || lpad(to_hex(:k::bigint), 31, '0'))::uuid FOR UPDATE

@@ -2,6 +2,7 @@
 //! well (broker limit, readiness and drain timing, an open-loop order generator) and the
 //! report that puts every figure beside the limit it runs against.
 
+pub mod autoscale;
 pub mod broker_limit;
 pub mod open_loop;
 pub mod report;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bench::{broker_limit, millis, open_loop, report, wait};
+use bench::{autoscale, broker_limit, millis, open_loop, report, wait};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -36,6 +36,9 @@ enum Command {
         since_ns: u128,
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Waits instead until QUEUE has had exactly this many consumers for 3 s.
+        #[arg(long)]
+        exactly: Option<u32>,
     },
     /// Waits until every pending order's command is in QUEUE; prints how many.
     WaitPreloaded {
@@ -110,6 +113,28 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Watches the autoscaler answer a backlog spike started at --since-ns: reaction,
+    /// drain against the capacity of the workers running, scale back.
+    AutoscaleWatch {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        since_ns: u128,
+        /// Workers before the spike (the autoscaler's minimum).
+        #[arg(long, default_value_t = 1)]
+        min_workers: u32,
+        /// One worker's measured rate, orders per second.
+        #[arg(long)]
+        worker_capacity: f64,
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+        #[arg(long, default_value_t = 120)]
+        scale_back_timeout_secs: u64,
+    },
     /// Renders the raw results as results.md and results.json in --out, and prints the table.
     Report {
         #[arg(long)]
@@ -139,8 +164,16 @@ async fn main() -> anyhow::Result<()> {
             queue,
             since_ns,
             timeout_secs,
+            exactly,
         } => {
-            wait::consumers(&amqp_url, &queue, 1, Duration::from_secs(timeout_secs)).await?;
+            let timeout = Duration::from_secs(timeout_secs);
+            match exactly {
+                Some(n) => {
+                    let steady = Duration::from_secs(3);
+                    wait::consumers_exactly(&amqp_url, &queue, n, steady, timeout).await?;
+                }
+                None => wait::consumers(&amqp_url, &queue, 1, timeout).await?,
+            }
             println!("{:.1}", millis(bench::elapsed_since(since_ns)));
         }
         Command::WaitPreloaded {
@@ -260,6 +293,45 @@ async fn main() -> anyhow::Result<()> {
                         format!("{:.2}", millis(segment.p99)),
                     );
                 }
+            }
+        }
+        Command::AutoscaleWatch {
+            database_url,
+            amqp_url,
+            queue,
+            since_ns,
+            min_workers,
+            worker_capacity,
+            timeout_secs,
+            scale_back_timeout_secs,
+        } => {
+            let f = autoscale::watch(autoscale::Settings {
+                database_url,
+                amqp_url,
+                queue,
+                since_ns,
+                min_workers,
+                worker_capacity,
+                timeout: Duration::from_secs(timeout_secs),
+                scale_back_timeout: Duration::from_secs(scale_back_timeout_secs),
+            })
+            .await?;
+            put(
+                "autoscale_reaction_ms",
+                format!("{:.0}", millis(f.reaction)),
+            );
+            put("autoscale_max_workers", f.max_workers);
+            put("autoscale_backlog", f.backlog);
+            put("autoscale_drain_s", format!("{:.2}", f.drain.as_secs_f64()));
+            put(
+                "autoscale_ideal_drain_s",
+                format!("{:.2}", f.ideal_drain.as_secs_f64()),
+            );
+            if let Some(back) = f.scale_back {
+                put(
+                    "autoscale_scale_back_s",
+                    format!("{:.1}", back.as_secs_f64()),
+                );
             }
         }
         Command::Report { raw, out } => {

@@ -76,6 +76,16 @@ const SPECS: &[Spec] = &[
         limit: Limit::Measured("pgbench_fulfil_tps"),
         limit_is: "`pgbench`, the worker's statements, same connections",
         better: Better::Higher,
+        goal: None,
+    },
+    Spec {
+        id: "fulfilment_composite",
+        label: "fulfilments (as above)",
+        unit: "orders/s",
+        strata: "fulfil_ps",
+        limit: Limit::Measured("fulfil_composite_ps"),
+        limit_is: "composite: the `pgbench` transaction ({{pgbench_fulfil_tps}}/s) and the broker's consume + ack ({{broker_consume_ps}}/s) in series, 1 / (1/a + 1/b)",
+        better: Better::Higher,
         goal: Some(0.8),
     },
     Spec {
@@ -257,6 +267,36 @@ const SPECS: &[Spec] = &[
         limit_is: "the catalog, 4 workers",
         better: Better::Higher,
         goal: Some(1.0),
+    },
+    Spec {
+        id: "autoscale_reaction",
+        label: "autoscaler: a backlog spike (up to {{autoscale_backlog}} orders open, payment {{saga_payment_ms}} ms) -> the first extra worker consuming, {{autoscale_reaction_ms}} ms at a poll every {{autoscale_poll_ms}} ms",
+        unit: "polls",
+        strata: "autoscale_reaction_polls",
+        limit: Limit::Budget(1.0),
+        limit_is: "one poll interval (the next decision)",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
+        id: "autoscale_drain",
+        label: "autoscaler: time to drain the spike's backlog from its peak, {{autoscale_min_workers}} to {{autoscale_max_workers}} workers",
+        unit: "s",
+        strata: "autoscale_drain_s",
+        limit: Limit::Measured("autoscale_ideal_drain_s"),
+        limit_is: "the orders ÷ the capacity of the workers running (each at {{saga_spread_1_ps}} orders/s, one worker's rate above)",
+        better: Better::Lower,
+        goal: None,
+    },
+    Spec {
+        id: "autoscale_scale_back",
+        label: "autoscaler: drained -> back to {{autoscale_min_workers}} worker(s)",
+        unit: "s",
+        strata: "autoscale_scale_back_s",
+        limit: Limit::Measured("autoscale_scale_down_window_s"),
+        limit_is: "the scale-down window (every recommendation must agree that long)",
+        better: Better::Lower,
+        goal: None,
     },
     Spec {
         id: "rss_idle_total",
@@ -450,7 +490,34 @@ fn number(raw: &BTreeMap<String, String>, key: &str) -> Option<f64> {
     raw.get(key)?.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// Figures computed from others of the run: the composite limit of a fulfilment, the
+/// autoscaler's reaction in poll intervals.
+fn derive(raw: &mut BTreeMap<String, String>) {
+    if let (Some(db), Some(broker)) = (
+        number(raw, "pgbench_fulfil_tps"),
+        number(raw, "broker_consume_ps"),
+    ) && db > 0.0
+        && broker > 0.0
+    {
+        let composite = 1.0 / (1.0 / db + 1.0 / broker);
+        raw.insert("fulfil_composite_ps".into(), format!("{composite:.0}"));
+    }
+    if let (Some(reaction), Some(poll)) = (
+        number(raw, "autoscale_reaction_ms"),
+        number(raw, "autoscale_poll_ms"),
+    ) && poll > 0.0
+    {
+        raw.insert(
+            "autoscale_reaction_polls".into(),
+            format!("{:.2}", reaction / poll),
+        );
+    }
+}
+
 pub fn build(raw: &BTreeMap<String, String>) -> Report {
+    let mut raw = raw.clone();
+    derive(&mut raw);
+    let raw = &raw;
     let figures = SPECS
         .iter()
         .map(|spec| {
@@ -578,5 +645,24 @@ mod tests {
         assert_eq!(row("orders_accepted").ratio, None);
         assert!(row("orders_accepted").figure.contains("n/a connections"));
         assert!(report.markdown().contains("| n/a orders/s |"));
+        assert_eq!(row("fulfilment_composite").ratio, None);
+    }
+
+    #[test]
+    fn the_composite_limit_puts_the_database_and_the_broker_in_series() {
+        let raw = parse_raw(
+            "pgbench_fulfil_tps\t3000\nbroker_consume_ps\t6000\nfulfil_ps\t1600\n\
+             autoscale_reaction_ms\t2500\nautoscale_poll_ms\t1000\n",
+        );
+        let report = build(&raw);
+        let row = |id: &str| report.figures.iter().find(|r| r.id == id).unwrap();
+        // 1 / (1/3000 + 1/6000) = 2000
+        assert_eq!(row("fulfilment_composite").limit, Some(2000.0));
+        assert_eq!(row("fulfilment_composite").ratio, Some(0.8));
+        assert_eq!(row("fulfilment_composite").goal_met, Some(true));
+        assert_eq!(row("fulfilment_db").goal, None);
+        assert_eq!(row("autoscale_reaction").strata, Some(2.5));
+        assert_eq!(row("autoscale_reaction").ratio, Some(0.4));
+        assert!(report.raw.contains_key("fulfil_composite_ps"));
     }
 }

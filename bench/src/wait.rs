@@ -44,7 +44,7 @@ pub async fn amqp_channel(url: &str) -> anyhow::Result<(Connection, Channel)> {
 }
 
 /// Ready messages and consumers of a queue (0, 0 while it does not exist yet).
-async fn queue_state(connection: &Connection, queue: &str) -> anyhow::Result<(u32, u32)> {
+pub async fn queue_state(connection: &Connection, queue: &str) -> anyhow::Result<(u32, u32)> {
     // A passive declare of a missing queue closes the channel: use a fresh one each time.
     let channel = connection.create_channel().await?;
     let declared = channel
@@ -79,6 +79,37 @@ pub async fn consumers(
             return Ok(());
         }
         deadline_passed(start, timeout, &format!("{count} consumers on {queue}")).await?;
+    }
+}
+
+/// Returns once `queue` has had exactly `count` consumers for `steady` (an autoscaler
+/// settled at its minimum).
+pub async fn consumers_exactly(
+    amqp_url: &str,
+    queue: &str,
+    count: u32,
+    steady: Duration,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (connection, _channel) = amqp_channel(amqp_url).await?;
+    let start = Instant::now();
+    let mut since = None;
+    loop {
+        if queue_state(&connection, queue).await?.1 == count {
+            let at = *since.get_or_insert_with(Instant::now);
+            if at.elapsed() >= steady {
+                return Ok(());
+            }
+        } else {
+            since = None;
+        }
+        deadline_passed(
+            start,
+            timeout,
+            &format!("exactly {count} consumers on {queue}"),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(45)).await;
     }
 }
 
