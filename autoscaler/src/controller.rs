@@ -49,12 +49,7 @@ impl Controller {
             );
         }
         let current = self.backend.current();
-        // From zero, the activation reads the exact ready count as well (no sampling lag).
-        let reading = if current == 0 {
-            self.source.read_for_activation().await
-        } else {
-            self.source.read().await
-        };
+        let reading = self.source.read().await;
         let decision = self
             .decider
             .decide(Instant::now(), current, reading.map(|r| r.observation));
@@ -82,9 +77,9 @@ impl Controller {
 fn log_and_measure(reading: Option<Reading>, decision: &Decision) {
     let obs = reading.map(|r| r.observation);
     let source = reading.map(|r| match r.source {
+        Source::ExactReady => "amqp_ready+management_api_unacked",
         Source::ManagementApi => "management_api",
         Source::AmqpPassive => "amqp_ready_only",
-        Source::ExactReadyAtZero => "management_api+amqp_ready",
     });
     tracing::info!(
         ready = obs.map(|o| o.ready),

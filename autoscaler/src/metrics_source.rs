@@ -1,6 +1,9 @@
-//! Reading the backlog of the scaled queue: ready + unacknowledged from the RabbitMQ
-//! management API; where that cannot answer, the ready count from an AMQP passive declare
-//! (a "ready-only" reading). Both failing is a missing metric, never a zero.
+//! Reading the backlog of the scaled queue: the exact ready count from an AMQP passive
+//! declare, with the unacknowledged count from the RabbitMQ management API (which samples
+//! its figures every few seconds, so its ready count lags a spike by that much). Where the
+//! API cannot answer, the AMQP count alone is a "ready-only" reading; where the declare
+//! fails, the API's two (lagging) figures are used. Both failing is a missing metric,
+//! never a zero.
 
 use std::time::Duration;
 
@@ -18,14 +21,14 @@ use crate::decision::Observation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// `GET /api/queues/{vhost}/{queue}`: ready and unacked (sampled by the broker every
-    /// few seconds, so a little behind).
+    /// Ready from an AMQP passive declare (exact, current), unacked from the management
+    /// API (sampled by the broker every few seconds): the usual reading.
+    ExactReady,
+    /// `GET /api/queues/{vhost}/{queue}` alone (the declare failed): ready and unacked as
+    /// the broker last sampled them, a little behind.
     ManagementApi,
-    /// AMQP `queue.declare` passive: the ready count only, exact.
+    /// AMQP `queue.declare` passive alone (the API failed): the ready count only, exact.
     AmqpPassive,
-    /// At zero workers: the management API's reading, its ready count raised to the exact
-    /// AMQP one, which was higher (the sample had not caught up yet).
-    ExactReadyAtZero,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,42 +75,36 @@ impl QueueMetrics {
         })
     }
 
-    /// Reads the queue: management API first, AMQP fallback second; `None` when neither
-    /// answered (each failure is logged and counted).
+    /// Reads the queue: the management API for the unacked count, an AMQP passive declare
+    /// for the exact ready count; `None` when neither answered (each failure is logged and
+    /// counted). The exact count matters most at a spike: the API's ready figure is up to
+    /// `collect_statistics_interval` (5 s by default) old, which would delay the scale-up
+    /// (and a cold start from zero workers) by that much.
     pub async fn read(&mut self) -> Option<Reading> {
-        match self.read_api().await {
+        let api = match self.read_api().await {
             Ok(observation) => {
                 if std::mem::take(&mut self.api_failing) {
                     tracing::info!("management API readings are back");
                 }
-                return Some(Reading {
-                    observation,
-                    source: Source::ManagementApi,
-                });
+                Some(observation)
             }
             Err(err) => {
                 metrics::counter!("strata_autoscaler_metric_failures_total", "source" => "management_api")
                     .increment(1);
                 let error = format!("{err:#}");
-                let message =
-                    "management API reading failed; falling back to a ready-only AMQP count";
+                let message = "management API reading failed; the AMQP count is ready-only";
                 if std::mem::replace(&mut self.api_failing, true) {
                     tracing::debug!(%error, "{message}");
                 } else {
                     tracing::warn!(%error, "{message}");
                 }
+                None
             }
-        }
-        match tokio::time::timeout(READ_TIMEOUT, self.read_amqp()).await {
+        };
+        let exact = match tokio::time::timeout(READ_TIMEOUT, self.read_amqp()).await {
             Ok(Ok(ready)) => {
                 self.amqp_failing = false;
-                Some(Reading {
-                    observation: Observation {
-                        ready,
-                        unacked: None,
-                    },
-                    source: Source::AmqpPassive,
-                })
+                Some(ready)
             }
             failed => {
                 self.amqp = None;
@@ -117,7 +114,7 @@ impl QueueMetrics {
                 };
                 metrics::counter!("strata_autoscaler_metric_failures_total", "source" => "amqp")
                     .increment(1);
-                let message = "AMQP passive declare failed: no reading this tick";
+                let message = "AMQP passive declare failed: no exact ready count this tick";
                 if std::mem::replace(&mut self.amqp_failing, true) {
                     tracing::debug!(%error, "{message}");
                 } else {
@@ -125,34 +122,29 @@ impl QueueMetrics {
                 }
                 None
             }
-        }
-    }
-
-    /// The reading that decides whether to start the first worker. At zero workers none of
-    /// ours holds a message, so the exact ready count of an AMQP passive declare is the
-    /// backlog that matters, with no sampling lag; the management API's figures are
-    /// sampled every few seconds (`collect_statistics_interval`, 5 s by default) and would
-    /// delay the activation by that much. The higher ready count of the two wins.
-    pub async fn read_for_activation(&mut self) -> Option<Reading> {
-        let mut reading = self.read().await?;
-        if reading.source != Source::ManagementApi {
-            return Some(reading);
-        }
-        match tokio::time::timeout(READ_TIMEOUT, self.read_amqp()).await {
-            Ok(Ok(ready)) if ready > reading.observation.ready => {
-                reading.observation.ready = ready;
-                reading.source = Source::ExactReadyAtZero;
-            }
-            Ok(Ok(_)) => {}
-            failed => {
-                // The API's reading stands; the connection is opened again next time.
-                self.amqp = None;
-                if let Ok(Err(err)) = failed {
-                    tracing::debug!(error = format!("{err:#}"), "exact ready count unavailable");
-                }
-            }
-        }
-        Some(reading)
+        };
+        let (observation, source) = match (api, exact) {
+            (Some(api), Some(ready)) => (
+                Observation {
+                    ready,
+                    unacked: api.unacked,
+                },
+                Source::ExactReady,
+            ),
+            (Some(api), None) => (api, Source::ManagementApi),
+            (None, Some(ready)) => (
+                Observation {
+                    ready,
+                    unacked: None,
+                },
+                Source::AmqpPassive,
+            ),
+            (None, None) => return None,
+        };
+        Some(Reading {
+            observation,
+            source,
+        })
     }
 
     async fn read_api(&self) -> anyhow::Result<Observation> {

@@ -211,10 +211,11 @@ async fn the_loop_scales_the_compose_service_on_the_real_backlog_and_reports_it(
     .await;
 
     // The management API has statistics for the new vhost's queue a few seconds later;
-    // until then the readings are the ready-only fallback.
+    // until then the readings are the ready-only AMQP count, then the exact ready count
+    // with the API's unacked one.
     let status = testkit::eventually(Duration::from_secs(20), "a full reading", || async {
         let status = get_json(&format!("{base}/status")).await;
-        (status["last_decisions"][0]["source"] == "management_api").then_some(status)
+        (status["last_decisions"][0]["source"] == "exact_ready").then_some(status)
     })
     .await;
     let health = reqwest::get(format!("{base}/healthz"))
@@ -227,7 +228,7 @@ async fn the_loop_scales_the_compose_service_on_the_real_backlog_and_reports_it(
     let last = &status["last_decisions"][0];
     assert_eq!(last["ready"], 25, "{last}");
     assert_eq!(last["unacked"], 0, "{last}");
-    assert_eq!(last["source"], "management_api", "{last}");
+    assert_eq!(last["source"], "exact_ready", "{last}");
     assert!(
         last["time"].is_string() && last["reason"].is_string(),
         "{last}"

@@ -7,7 +7,7 @@ use autoscaler::config::BackendKind;
 use autoscaler::decision::Observation;
 use autoscaler::metrics_source::{QueueMetrics, Source};
 use contracts::FULFIL_QUEUE;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::helpers::Rig;
 
@@ -28,18 +28,17 @@ async fn backlog_of(n: usize) -> Rig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_management_api_gives_ready_and_unacked() {
+async fn ready_is_exact_and_unacked_comes_from_the_management_api() {
     let rig = backlog_of(7).await;
     let source = tokio::sync::Mutex::new(
         QueueMetrics::new(&rig.settings(BackendKind::Process)).expect("source"),
     );
-    // The API samples queue statistics every few seconds: wait for it to catch up.
+    // The API has statistics for a new queue a few seconds after it appears.
     let reading = testkit::eventually(Duration::from_secs(20), "a full reading", || async {
         let reading = source.lock().await.read().await;
-        reading.filter(|r| r.source == Source::ManagementApi && r.observation.ready == 7)
+        reading.filter(|r| r.source == Source::ExactReady)
     })
     .await;
-    assert_eq!(reading.source, Source::ManagementApi);
     assert_eq!(
         reading.observation,
         Observation {
@@ -47,6 +46,38 @@ async fn the_management_api_gives_ready_and_unacked() {
             unacked: Some(0)
         }
     );
+
+    // A spike is counted at once, not when the API next samples the queue (every 5 s).
+    rig.place_many("READ-1", 5).await;
+    testkit::eventually(Duration::from_secs(15), "the spike published", || async {
+        (rig.env.queue_ready(FULFIL_QUEUE).await == 12).then_some(())
+    })
+    .await;
+    let reading = source.lock().await.read().await.expect("a reading");
+    assert_eq!(reading.source, Source::ExactReady);
+    assert_eq!(reading.observation.ready, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_amqp_count_the_management_api_gives_both_figures() {
+    let rig = backlog_of(6).await;
+    let mut settings = rig.settings(BackendKind::Process);
+    // The rig's vhost (the API's URL names it) on a port nobody listens on.
+    let vhost = settings
+        .amqp_url
+        .expose_secret()
+        .rsplit_once('/')
+        .map(|(_, vhost)| vhost.to_owned())
+        .expect("a vhost in the URL");
+    settings.amqp_url = SecretString::from(format!("amqp://guest:guest@127.0.0.1:1/{vhost}"));
+    let source = tokio::sync::Mutex::new(QueueMetrics::new(&settings).expect("source"));
+    let reading = testkit::eventually(Duration::from_secs(20), "an API reading", || async {
+        let reading = source.lock().await.read().await;
+        reading.filter(|r| r.observation.ready == 6)
+    })
+    .await;
+    assert_eq!(reading.source, Source::ManagementApi);
+    assert_eq!(reading.observation.unacked, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
