@@ -5,8 +5,11 @@
 //! 2. charge: outside any transaction and lock, without a pooled connection, the order
 //!    id being the gateway's idempotency key; each call bounded by `PAYMENT_TIMEOUT_MS`,
 //!    transient failures retried a few times with backoff;
-//! 3. settle: approved, the order is `paid` (a transaction) then `fulfilled` (another);
+//! 3. settle (a transaction): approved, the order is `fulfilled` and its event written;
 //!    declined, the stock goes back and the order is rejected `payment_declined`.
+//!
+//! An order found at step `paid` (written by earlier versions, which settled in two
+//! transactions) is completed from there.
 //!
 //! A delivery resumes from the order's current step, so a message redelivered after a
 //! crash between any two steps finishes the work once: the charge again answers the first
@@ -255,8 +258,21 @@ impl<'a, G: Gateway> Saga<'a, G> {
         let total_cents = locked.total_cents.unwrap_or_default();
         let next = match (payment, locked.step()) {
             (Payment::Approved, OrderStep::Reserved) => {
-                steps::paid(&mut tx, order_id).await?;
-                Next::Fulfil { total_cents }
+                // Paid and fulfilled in one transaction: a crash before its commit leaves
+                // the order reserved, and the redelivery's charge answers the same
+                // approval, so no intermediate step needs to be kept.
+                let ending = Ending::Fulfilled { total_cents };
+                steps::finish(
+                    &mut tx,
+                    Some(message_id),
+                    order_id,
+                    ending,
+                    traceparent.clone(),
+                )
+                .await?;
+                tx.commit().await?;
+                outbox::announce(self.pool, &mut step.conn).await;
+                return Ok(Next::Done(Outcome::Fulfilled));
             }
             (Payment::Approved, OrderStep::Paid) => Next::Fulfil { total_cents },
             (Payment::Declined, OrderStep::Reserved) => {
@@ -295,7 +311,7 @@ impl<'a, G: Gateway> Saga<'a, G> {
         Ok(next)
     }
 
-    /// The last step of a paid order.
+    /// The last step of an order left at `paid`.
     async fn complete(
         &self,
         message_id: Uuid,

@@ -54,11 +54,6 @@ UPDATE orders SET step = 'reserved', reserved_until = now() + make_interval(secs
        updated_at = now()
 WHERE id = $4";
 
-/// The payment is in: the reservation no longer lapses.
-const PAID: &str = "\
-UPDATE orders SET step = 'paid', reserved_until = NULL, updated_at = now()
-WHERE id = $1 AND step = 'reserved'";
-
 /// A final step: records the message as processed (none for the sweeper), gives stock
 /// back (no line when nothing was taken, or when it is kept), sets step and status, and
 /// writes the outcome's event to the outbox.
@@ -157,12 +152,6 @@ pub(super) async fn take(
         .execute(conn)
         .await
         .map(drop)
-}
-
-/// Moves a reserved order to `paid`; false when it was not reserved any more.
-pub(super) async fn paid(conn: &mut PgConnection, order_id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query(PAID).bind(order_id).execute(conn).await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// How an order ends.
