@@ -261,15 +261,7 @@ impl<'a, G: Gateway> Saga<'a, G> {
                 // Paid and fulfilled in one transaction: a crash before its commit leaves
                 // the order reserved, and the redelivery's charge answers the same
                 // approval, so no intermediate step needs to be kept.
-                let ending = Ending::Fulfilled { total_cents };
-                steps::finish(
-                    &mut tx,
-                    Some(message_id),
-                    order_id,
-                    ending,
-                    traceparent.clone(),
-                )
-                .await?;
+                fulfilled(&mut tx, message_id, order_id, total_cents, traceparent).await?;
                 tx.commit().await?;
                 outbox::announce(self.pool, &mut step.conn).await;
                 return Ok(Next::Done(Outcome::Fulfilled));
@@ -324,15 +316,7 @@ impl<'a, G: Gateway> Saga<'a, G> {
         let locked = steps::lock(&mut tx, order_id, None).await?;
         let outcome = match locked.step() {
             OrderStep::Paid => {
-                let ending = Ending::Fulfilled { total_cents };
-                steps::finish(
-                    &mut tx,
-                    Some(message_id),
-                    order_id,
-                    ending,
-                    traceparent.clone(),
-                )
-                .await?;
+                fulfilled(&mut tx, message_id, order_id, total_cents, traceparent).await?;
                 Outcome::Fulfilled
             }
             done @ (OrderStep::Fulfilled | OrderStep::Rejected) => {
@@ -364,6 +348,20 @@ pub async fn fulfil(
     Saga::new(pool, gateway)
         .fulfil(message_id, order_id, traceparent)
         .await
+}
+
+/// Fulfils the order in `tx`: the final step, the message recorded, `OrderFulfilled` to
+/// the outbox.
+async fn fulfilled(
+    tx: &mut sqlx::PgConnection,
+    message_id: Uuid,
+    order_id: Uuid,
+    total_cents: i64,
+    traceparent: &Option<String>,
+) -> Result<(), FulfilError> {
+    let ending = Ending::Fulfilled { total_cents };
+    steps::finish(tx, Some(message_id), order_id, ending, traceparent.clone()).await?;
+    Ok(())
 }
 
 /// Rejects the order for `reason` in `tx`, giving back what `give_back` reserved, and
