@@ -15,6 +15,17 @@ struct Cli {
     command: Command,
 }
 
+/// The database of the orders and the queue of their commands.
+#[derive(clap::Args)]
+struct QueueAt {
+    #[arg(long)]
+    database_url: String,
+    #[arg(long)]
+    amqp_url: String,
+    #[arg(long)]
+    queue: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Waits until URL answers 200; prints the time since --since-ns.
@@ -42,24 +53,16 @@ enum Command {
     },
     /// Waits until every pending order's command is in QUEUE; prints how many.
     WaitPreloaded {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long)]
-        amqp_url: String,
-        #[arg(long)]
-        queue: String,
+        #[command(flatten)]
+        at: QueueAt,
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
     /// Times consumers started at --since-ns: until one is registered on QUEUE, then
     /// until no order is pending.
     Drain {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long)]
-        amqp_url: String,
-        #[arg(long)]
-        queue: String,
+        #[command(flatten)]
+        at: QueueAt,
         #[arg(long)]
         since_ns: u128,
         /// Orders pending before the consumers started.
@@ -116,12 +119,8 @@ enum Command {
     /// Watches the autoscaler answer a backlog spike started at --since-ns: reaction,
     /// drain against the capacity of the workers running, scale back.
     AutoscaleWatch {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long)]
-        amqp_url: String,
-        #[arg(long)]
-        queue: String,
+        #[command(flatten)]
+        at: QueueAt,
         #[arg(long)]
         since_ns: u128,
         /// Workers before the spike (the autoscaler's minimum).
@@ -177,9 +176,12 @@ async fn main() -> anyhow::Result<()> {
             println!("{:.1}", millis(bench::elapsed_since(since_ns)));
         }
         Command::WaitPreloaded {
-            database_url,
-            amqp_url,
-            queue,
+            at:
+                QueueAt {
+                    database_url,
+                    amqp_url,
+                    queue,
+                },
             timeout_secs,
         } => {
             let pool = sqlx::PgPool::connect(&database_url).await?;
@@ -188,9 +190,12 @@ async fn main() -> anyhow::Result<()> {
             println!("{n}");
         }
         Command::Drain {
-            database_url,
-            amqp_url,
-            queue,
+            at:
+                QueueAt {
+                    database_url,
+                    amqp_url,
+                    queue,
+                },
             since_ns,
             orders,
             name,
@@ -296,9 +301,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::AutoscaleWatch {
-            database_url,
-            amqp_url,
-            queue,
+            at:
+                QueueAt {
+                    database_url,
+                    amqp_url,
+                    queue,
+                },
             since_ns,
             min_workers,
             worker_capacity,
