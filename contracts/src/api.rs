@@ -17,6 +17,9 @@ pub const MAX_LINES: usize = 50;
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 /// Highest stock of one product.
 pub const MAX_STOCK: i32 = 1_000_000_000;
+/// Header of a fresh product answer (`X-Stock: fresh`): for how many more milliseconds its
+/// stock stays within logic's `STOCK_FRESHNESS_MS`, and so how long a copy may be served.
+pub const STOCK_FRESH_FOR_HEADER: &str = "X-Stock-Fresh-For-Ms";
 
 /// Whether a string has the shape of a sku (upper-case letters, digits, dashes).
 pub fn is_valid_sku(sku: &str) -> bool {

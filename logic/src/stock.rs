@@ -65,7 +65,9 @@ impl StockSettings {
 /// Whether an answer's stock is within the freshness bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
-    Fresh,
+    /// Every stock of the answer was read less than the freshness period ago; it stays
+    /// within the bound for the time given (the period less the age of its oldest reading).
+    Fresh { for_: Duration },
     /// Postgres could not be asked: the last known stock (or the cached body's).
     Stale,
 }
@@ -131,13 +133,18 @@ impl StockView {
                 self.land(&flight);
             }
         }
-        let mut freshness = Freshness::Fresh;
+        let mut freshness = Freshness::Fresh {
+            for_: self.freshness,
+        };
         let mut stocks = HashMap::with_capacity(skus.len());
         for sku in skus {
             let entry = self.entries.get(*sku);
-            if !self.is_fresh(entry) {
-                freshness = Freshness::Stale;
-            }
+            freshness = match (freshness, self.remaining(entry)) {
+                (Freshness::Fresh { for_ }, Some(left)) => Freshness::Fresh {
+                    for_: for_.min(left),
+                },
+                _ => Freshness::Stale,
+            };
             if let Some(entry) = entry {
                 stocks.insert((*sku).to_owned(), entry.stock);
             }
@@ -149,7 +156,12 @@ impl StockView {
     }
 
     fn is_fresh(&self, entry: Option<Entry>) -> bool {
-        entry.is_some_and(|e| e.read_at.elapsed() <= self.freshness)
+        self.remaining(entry).is_some()
+    }
+
+    /// How long `entry` stays within the freshness bound; None when it is past it.
+    fn remaining(&self, entry: Option<Entry>) -> Option<Duration> {
+        entry.and_then(|e| self.freshness.checked_sub(e.read_at.elapsed()))
     }
 
     fn backing_off(&self) -> bool {

@@ -32,6 +32,10 @@ pub struct Settings {
     /// Connect timeout of calls to logic, in milliseconds.
     #[arg(long, env = "LOGIC_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
     pub logic_connect_timeout_ms: u64,
+    /// Products kept from logic's answers, each only while logic says its stock is fresh
+    /// (`X-Stock-Fresh-For-Ms`, under STOCK_FRESHNESS_MS); 0 keeps none.
+    #[arg(long, env = "PRODUCT_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub product_cache_entries: u64,
     /// Secret (at least 32 bytes) that signs the cart and CSRF cookies. Every replica needs
     /// the same one. Unset: a random key per process, so carts do not survive a restart.
     #[arg(long, env = "COOKIE_KEY", hide_env_values = true)]
@@ -85,6 +89,7 @@ impl Settings {
             logic_url: logic_url.into(),
             logic_timeout_ms: 3000,
             logic_connect_timeout_ms: 1000,
+            product_cache_entries: 10_000,
             cookie_key: None,
             cookie_key_file: None,
             cookie_secure: false,

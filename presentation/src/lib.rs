@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod error;
 pub mod logic_client;
 pub mod ops;
+pub mod product_cache;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

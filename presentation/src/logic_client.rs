@@ -1,7 +1,8 @@
 //! Typed client of the logic API: timeouts on every call, a child `traceparent` of the
 //! page request's trace, and logic's `{"error":{"code","message"}}` mapped to [`LogicError`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use contracts::trace::TraceParent;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::product_cache::ProductCache;
 use crate::telemetry::with_metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +79,12 @@ pub struct FunctionScale {
 pub struct LogicClient {
     http: reqwest::Client,
     base: Url,
+    /// Products kept while logic's freshness promise for them lasts (None: turned off).
+    products: Option<Arc<ProductCache>>,
 }
 
 impl LogicClient {
+    /// A client that keeps no products; [`LogicClient::keeping_products`] adds the copy.
     pub fn new(base: &str, timeout: Duration, connect_timeout: Duration) -> anyhow::Result<Self> {
         let base = Url::parse(base).with_context(|| format!("LOGIC_URL {base:?} is not a URL"))?;
         anyhow::ensure!(
@@ -93,7 +98,18 @@ impl LogicClient {
             .user_agent("strata-presentation")
             .build()
             .context("building the logic HTTP client")?;
-        Ok(LogicClient { http, base })
+        Ok(LogicClient {
+            http,
+            base,
+            products: None,
+        })
+    }
+
+    /// Keeps up to `entries` products while they are fresh ([`crate::product_cache`]);
+    /// 0 keeps none.
+    pub fn keeping_products(mut self, entries: u64) -> Self {
+        self.products = ProductCache::new(entries).map(Arc::new);
+        self
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -122,9 +138,35 @@ impl LogicClient {
         self.call("categories", ctx, self.http.get(url)).await
     }
 
-    pub async fn product(&self, ctx: &TraceParent, sku: &str) -> Result<Product, LogicError> {
+    /// One product: the kept copy while it is fresh, else logic's answer (kept when
+    /// logic says for how long it stays fresh).
+    pub async fn product(&self, ctx: &TraceParent, sku: &str) -> Result<Arc<Product>, LogicError> {
+        self.product_and_source(ctx, sku)
+            .await
+            .map(|(product, _)| product)
+    }
+
+    /// [`LogicClient::product`], and whether it came from the kept copy (true) or from
+    /// logic (false).
+    pub async fn product_and_source(
+        &self,
+        ctx: &TraceParent,
+        sku: &str,
+    ) -> Result<(Arc<Product>, bool), LogicError> {
+        if let Some(kept) = self.products.as_ref().and_then(|c| c.get(sku)) {
+            with_metrics(|| metrics::counter!("strata_product_copies_served_total").increment(1));
+            return Ok((kept, true));
+        }
         let url = self.url(&["api", "v1", "products", sku]);
-        self.call("product", ctx, self.http.get(url)).await
+        let asked_at = Instant::now();
+        let (product, fresh_for) = self
+            .call_fresh("product", ctx, self.http.get(url))
+            .await?;
+        let product = Arc::new(product);
+        if let (Some(cache), Some(fresh_for)) = (&self.products, fresh_for) {
+            cache.keep(Arc::clone(&product), asked_at, fresh_for);
+        }
+        Ok((product, false))
     }
 
     pub async fn order(&self, ctx: &TraceParent, id: Uuid) -> Result<Order, LogicError> {
@@ -312,13 +354,24 @@ impl LogicClient {
         matches!(req.send().await, Ok(res) if res.status().is_success())
     }
 
-    #[tracing::instrument(name = "logic call", skip(self, ctx, req), fields(logic.trace = tracing::field::Empty, status = tracing::field::Empty))]
     async fn call<T: DeserializeOwned>(
         &self,
         op: &'static str,
         ctx: &TraceParent,
         req: reqwest::RequestBuilder,
     ) -> Result<T, LogicError> {
+        self.call_fresh(op, ctx, req).await.map(|(answer, _)| answer)
+    }
+
+    /// A call, its answer, and for how long logic says the answer stays fresh
+    /// ([`contracts::STOCK_FRESH_FOR_HEADER`]; None when it says nothing).
+    #[tracing::instrument(name = "logic call", skip(self, ctx, req), fields(logic.trace = tracing::field::Empty, status = tracing::field::Empty))]
+    async fn call_fresh<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        ctx: &TraceParent,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(T, Option<Duration>), LogicError> {
         let result = self.send(ctx, req).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -337,7 +390,7 @@ impl LogicClient {
         &self,
         ctx: &TraceParent,
         req: reqwest::RequestBuilder,
-    ) -> Result<T, LogicError> {
+    ) -> Result<(T, Option<Duration>), LogicError> {
         let unavailable = |e: anyhow::Error| LogicError::Unavailable(e);
         let res = req
             .header("traceparent", ctx.child().to_string())
@@ -356,9 +409,15 @@ impl LogicClient {
         let status = res.status();
         span.record("status", status.as_u16());
         if status.is_success() {
+            let fresh_for = res
+                .headers()
+                .get(contracts::STOCK_FRESH_FOR_HEADER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .map(Duration::from_millis);
             return res
                 .json::<T>()
                 .await
+                .map(|answer| (answer, fresh_for))
                 .map_err(|e| unavailable(anyhow!(e).context("reading logic's answer")));
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {

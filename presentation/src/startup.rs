@@ -56,7 +56,8 @@ impl Application {
             &settings.logic_url,
             settings.logic_timeout(),
             settings.logic_connect_timeout(),
-        )?);
+        )?
+        .keeping_products(settings.product_cache_entries));
         let keys = web::Data::new(CookieKeys::from_settings(&settings)?);
         let ops = web::Data::new(OpsAuth::from_settings(&settings)?);
         telemetry::recorder();

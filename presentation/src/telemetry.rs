@@ -32,6 +32,11 @@ pub fn recorder() -> &'static PrometheusRecorder {
                     "strata_logic_calls_total",
                     "Calls to the logic API by operation and outcome"
                 );
+                metrics::describe_counter!(
+                    "strata_product_copies_served_total",
+                    "Products served from this tier's copy, kept while logic's stock \
+                     freshness lasts, instead of a call to logic"
+                );
             })
     })
 }

@@ -106,17 +106,24 @@ pub async fn list(
             item.stock = *stock;
         }
     }
-    Ok(HttpResponse::Ok()
-        .insert_header(stock_header(freshness))
-        .json(page))
+    let mut answer = HttpResponse::Ok();
+    stock_headers(&mut answer, freshness);
+    Ok(answer.json(page))
 }
 
 /// `X-Stock`: whether the stock in the answer is within `STOCK_FRESHNESS_MS` (`fresh`) or
-/// the last known one because Postgres could not be asked (`stale`).
-fn stock_header(freshness: Freshness) -> (&'static str, &'static str) {
+/// the last known one because Postgres could not be asked (`stale`). A fresh answer also
+/// says in `X-Stock-Fresh-For-Ms` how long it stays within that bound, so that a caller
+/// keeping it (presentation's page cache) serves it no longer than that.
+fn stock_headers(answer: &mut actix_web::HttpResponseBuilder, freshness: Freshness) {
     match freshness {
-        Freshness::Fresh => ("X-Stock", "fresh"),
-        Freshness::Stale => ("X-Stock", "stale"),
+        Freshness::Fresh { for_ } => {
+            answer.insert_header(("X-Stock", "fresh"));
+            answer.insert_header((contracts::STOCK_FRESH_FOR_HEADER, for_.as_millis() as u64));
+        }
+        Freshness::Stale => {
+            answer.insert_header(("X-Stock", "stale"));
+        }
     }
 }
 
@@ -147,6 +154,7 @@ pub async fn categories(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         (status = 200, description = "the product", body = Product, headers(
             ("X-Cache" = String, description = "how the body was served: hit, miss or bypass"),
             ("X-Stock" = String, description = "fresh, or stale when Postgres could not be asked and the stock is the last known"),
+            ("X-Stock-Fresh-For-Ms" = u64, description = "with X-Stock fresh: how many more milliseconds the answer stays within STOCK_FRESHNESS_MS (a cache may keep it that long)"),
         )),
         (status = 404, description = "no such product (`product_not_found`)", body = ErrorBody),
         (status = 503, description = "Postgres unreachable", body = ErrorBody),
@@ -196,9 +204,10 @@ pub async fn get(
         },
         None => json.to_string(),
     };
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Cache", source))
-        .insert_header(stock_header(freshness))
+    let mut answer = HttpResponse::Ok();
+    answer.insert_header(("X-Cache", source));
+    stock_headers(&mut answer, freshness);
+    Ok(answer
         .insert_header(actix_web::http::header::ContentType::json())
         .body(body))
 }

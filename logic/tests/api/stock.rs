@@ -32,12 +32,14 @@ struct Replica {
     logic: apps::Logic,
 }
 
-/// A product read: its stock and the `X-Cache` and `X-Stock` headers.
+/// A product read: its stock and the `X-Cache`, `X-Stock` and `X-Stock-Fresh-For-Ms`
+/// headers.
 #[derive(Debug)]
 struct Read {
     stock: i32,
     cache: String,
     freshness: String,
+    fresh_for_ms: Option<u64>,
 }
 
 async fn start(env: &TestEnv, tweak: impl FnOnce(&mut LogicSettings)) -> Replica {
@@ -79,11 +81,15 @@ impl Replica {
         assert_eq!(res.status(), 200);
         let cache = header(&res, "x-cache");
         let freshness = header(&res, "x-stock");
+        let fresh_for = header(&res, "x-stock-fresh-for-ms");
+        let fresh_for_ms = (!fresh_for.is_empty())
+            .then(|| fresh_for.parse().expect("X-Stock-Fresh-For-Ms is a number"));
         let product: Product = res.json().await.expect("product");
         Read {
             stock: product.stock,
             cache,
             freshness,
+            fresh_for_ms,
         }
     }
 
@@ -135,6 +141,14 @@ async fn within_bound(replicas: &[&Replica], sku: &str, stock: i32, since: Insta
         loop {
             let read = replica.read(sku).await;
             assert_eq!(read.cache, "hit", "the body stays cached: {read:?}");
+            // A fresh answer says how long it stays fresh, never past the freshness period
+            // (every replica here runs with the default 500 ms).
+            if read.freshness == "fresh" {
+                assert!(
+                    read.fresh_for_ms.is_some_and(|ms| ms <= 500),
+                    "a fresh answer's X-Stock-Fresh-For-Ms: {read:?}"
+                );
+            }
             if read.stock == stock {
                 assert_eq!(read.freshness, "fresh");
                 break;
@@ -316,6 +330,7 @@ async fn without_postgres_the_last_stock_is_served_and_marked_stale() {
         assert_eq!(read.cache, "hit", "the body is served from the cache");
         assert_eq!(read.stock, 45, "the last known stock");
         assert_eq!(read.freshness, "stale");
+        assert_eq!(read.fresh_for_ms, None, "a stale answer is not to be kept");
     }
     assert_eq!(app.listed("CUT-1").await, (45, "stale".to_owned()));
 

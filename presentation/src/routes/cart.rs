@@ -67,7 +67,7 @@ pub async fn price(
                 s if s < *quantity => Some(format!("Only {s} in stock")),
                 _ => None,
             },
-            name: product.name,
+            name: product.name.clone(),
         });
     }
     Ok(priced)

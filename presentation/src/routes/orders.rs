@@ -125,7 +125,7 @@ pub async fn show(
             .iter()
             .zip(names)
             .map(|(l, p)| OrderLineView {
-                name: p.map(|p| p.name).unwrap_or_else(|_| l.sku.clone()),
+                name: p.map(|p| p.name.clone()).unwrap_or_else(|_| l.sku.clone()),
                 quantity: l.quantity,
                 total: views::money(l.unit_price_cents * i64::from(l.quantity)),
             })

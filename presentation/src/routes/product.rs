@@ -33,7 +33,9 @@ pub async fn show(
     cart: Cart,
     csrf: CsrfToken,
 ) -> Result<HttpResponse, PageError> {
-    let product = logic.product(&trace_context(&req), &sku).await?;
+    let (product, from_copy) = logic
+        .product_and_source(&trace_context(&req), &sku)
+        .await?;
     // Skus the cart cannot store are shown but not sold here.
     let max_quantity = if valid_sku(&product.sku) {
         product.stock.clamp(0, MAX_QUANTITY)
@@ -43,11 +45,17 @@ pub async fn show(
     let view = ProductPage {
         title: product.name.clone(),
         cart_units: cart.units(),
-        p: CardView::from(&product),
+        p: CardView::from(&*product),
         description: product.description.clone(),
         category_href: catalog_href(None, Some(&product.category), 1),
         max_quantity,
         csrf: csrf.value,
     };
-    Ok(views::html(StatusCode::OK, &view))
+    // As logic's X-Cache: whether the product came from this tier's copy.
+    let mut page = views::html(StatusCode::OK, &view);
+    page.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("x-cache"),
+        actix_web::http::header::HeaderValue::from_static(if from_copy { "hit" } else { "miss" }),
+    );
+    Ok(page)
 }

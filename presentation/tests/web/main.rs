@@ -8,6 +8,7 @@ mod checkout;
 mod helpers;
 mod ops;
 mod pages;
+mod product_copy;
 mod resilience;
 mod secrets;
 mod security;
