@@ -159,9 +159,7 @@ impl LogicClient {
         }
         let url = self.url(&["api", "v1", "products", sku]);
         let asked_at = Instant::now();
-        let (product, fresh_for) = self
-            .call_fresh("product", ctx, self.http.get(url))
-            .await?;
+        let (product, fresh_for) = self.call_fresh("product", ctx, self.http.get(url)).await?;
         let product = Arc::new(product);
         if let (Some(cache), Some(fresh_for)) = (&self.products, fresh_for) {
             cache.keep(Arc::clone(&product), asked_at, fresh_for);
@@ -360,7 +358,9 @@ impl LogicClient {
         ctx: &TraceParent,
         req: reqwest::RequestBuilder,
     ) -> Result<T, LogicError> {
-        self.call_fresh(op, ctx, req).await.map(|(answer, _)| answer)
+        self.call_fresh(op, ctx, req)
+            .await
+            .map(|(answer, _)| answer)
     }
 
     /// A call, its answer, and for how long logic says the answer stays fresh

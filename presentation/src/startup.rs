@@ -52,12 +52,14 @@ impl Application {
     /// so with a 503 until it is, and `/readyz` reports it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.check_profile()?;
-        let logic = web::Data::new(LogicClient::new(
-            &settings.logic_url,
-            settings.logic_timeout(),
-            settings.logic_connect_timeout(),
-        )?
-        .keeping_products(settings.product_cache_entries));
+        let logic = web::Data::new(
+            LogicClient::new(
+                &settings.logic_url,
+                settings.logic_timeout(),
+                settings.logic_connect_timeout(),
+            )?
+            .keeping_products(settings.product_cache_entries),
+        );
         let keys = web::Data::new(CookieKeys::from_settings(&settings)?);
         let ops = web::Data::new(OpsAuth::from_settings(&settings)?);
         telemetry::recorder();

@@ -33,9 +33,7 @@ pub async fn show(
     cart: Cart,
     csrf: CsrfToken,
 ) -> Result<HttpResponse, PageError> {
-    let (product, from_copy) = logic
-        .product_and_source(&trace_context(&req), &sku)
-        .await?;
+    let (product, from_copy) = logic.product_and_source(&trace_context(&req), &sku).await?;
     // Skus the cart cannot store are shown but not sold here.
     let max_quantity = if valid_sku(&product.sku) {
         product.stock.clamp(0, MAX_QUANTITY)

@@ -39,8 +39,7 @@ async fn take_stock(shop: &Shop, sku: &str, units: i32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_seen_again_is_served_from_the_copy_and_still_follows_the_stock_within_a_second()
-{
+async fn a_page_seen_again_is_served_from_the_copy_and_still_follows_the_stock_within_a_second() {
     let shop = spawn_shop_with(|_| {}).await;
     shop.product("COPY-1", "Copper Kettle", "Kitchen", 4500, 50)
         .await;
@@ -60,7 +59,10 @@ async fn a_page_seen_again_is_served_from_the_copy_and_still_follows_the_stock_w
     );
     // Logic's default freshness is 500 ms: twenty pages in a row take far less, so most of
     // them come from the copy.
-    assert!(copies >= 10, "{copies} of 20 pages from the copy: {sources:?}");
+    assert!(
+        copies >= 10,
+        "{copies} of 20 pages from the copy: {sources:?}"
+    );
 
     // As fulfilment takes stock: no event reaches presentation, yet the page follows.
     take_stock(&shop, "COPY-1", 10).await;
