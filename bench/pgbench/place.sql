@@ -52,9 +52,9 @@ lines AS (
 ),
 message AS (
     INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
-    SELECT ('1' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'commands', 'orders.fulfil', 'FulfilOrder', jsonb_build_object('message_id', ('1' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'type', 'FulfilOrder', 'schema_version', 1, 'occurred_at', now(), 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'payload', jsonb_build_object('order_id', lpad(to_hex(:k::bigint), 32, '0')::uuid)), '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' FROM go
-    UNION ALL
     SELECT ('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'events', 'order.placed', 'OrderPlaced', jsonb_build_object('message_id', ('3' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'type', 'OrderPlaced', 'schema_version', 1, 'occurred_at', now(), 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'payload', jsonb_build_object('order_id', lpad(to_hex(:k::bigint), 32, '0')::uuid, 'email', 'pgbench@example.com', 'total_cents', go.total, 'lines', p.event_lines), 'attributes', jsonb_build_object('type', 'order.placed', 'order_id', lpad(to_hex(:k::bigint), 32, '0')::uuid, 'email_domain', 'example.com', 'total_cents', go.total, 'category', p.categories, 'sku', p.event_skus, 'line_count', p.line_count)), '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' FROM go, priced p
+    UNION ALL
+    SELECT ('1' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'commands', 'orders.fulfil', 'FulfilOrder', jsonb_build_object('message_id', ('1' || lpad(to_hex(:k::bigint), 31, '0'))::uuid, 'type', 'FulfilOrder', 'schema_version', 1, 'occurred_at', now(), 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'payload', jsonb_build_object('order_id', lpad(to_hex(:k::bigint), 32, '0')::uuid)), '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' FROM go
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target, outcome, request_id, trace_id, detail)

@@ -19,23 +19,9 @@ pub struct LogicSettings {
     /// File holding the admin token; wins over ADMIN_TOKEN.
     #[arg(long, env = "ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Publish the outbox from this process (turn off to run a relay-less replica).
-    #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
-    pub outbox_relay: bool,
-    /// Longest wait of the relay for a batch to be published and confirmed (and for a
-    /// broker connection to open), in milliseconds; past it the claimed rows are released
-    /// and the connection replaced.
-    #[arg(long, env = "RELAY_CONFIRM_TIMEOUT_MS", default_value_t = 10_000)]
-    pub relay_confirm_timeout_ms: u64,
-    /// Records of processed messages (the consumers' deduplication) older than this many
-    /// hours are pruned by the relay; keep it above the longest redelivery path (see
-    /// docs/backbone.md).
-    #[arg(
-        long,
-        env = "PROCESSED_MESSAGES_RETENTION_HOURS",
-        default_value_t = 168
-    )]
-    pub processed_retention_hours: u64,
+    /// The outbox relay.
+    #[command(flatten)]
+    pub relay: data::messaging::relay::RelaySettings,
     /// RabbitMQ management API, for queue figures on the ops endpoints (credentials and
     /// vhost come from AMQP_URL).
     #[arg(
@@ -97,9 +83,7 @@ impl LogicSettings {
             listen: ([127, 0, 0, 1], 0).into(),
             admin_token: None,
             admin_token_file: None,
-            outbox_relay: true,
-            relay_confirm_timeout_ms: 10_000,
-            processed_retention_hours: 168,
+            relay: data::messaging::relay::RelaySettings::default(),
             rabbitmq_api_url: "http://127.0.0.1:15672".to_owned(),
             autoscaler_url: None,
             http_workers: 2,

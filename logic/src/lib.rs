@@ -1,5 +1,5 @@
 //! Strata's logic tier: the private JSON API over the catalog and orders, cache-aside reads
-//! through Redis with a per-replica stock view ([`stock`]), the transactional outbox with its relay to RabbitMQ ([`relay`]), and the
+//! through Redis with a per-replica stock view ([`stock`]), the transactional outbox (its relay is `data::messaging::relay`), and the
 //! demo catalog of `logic seed` ([`seed`]).
 
 pub mod auth;
@@ -9,7 +9,6 @@ pub mod error;
 pub mod extract;
 pub mod fifo;
 pub mod openapi;
-pub mod relay;
 pub mod routes;
 pub mod seed;
 pub mod startup;

@@ -5,12 +5,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::relay::{self, RelayConfig};
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use data::cache::Cache;
+use data::messaging::relay;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -167,20 +167,11 @@ impl Application {
         .shutdown_timeout(10)
         .run();
 
-        let relay = settings.outbox_relay.then(|| {
+        let relay = settings.relay.outbox_relay.then(|| {
             tokio::spawn(relay::run(
                 pool.clone(),
                 data_settings.clone(),
-                RelayConfig {
-                    connection_name: "strata-logic-relay".to_owned(),
-                    confirm_timeout: Duration::from_millis(
-                        settings.relay_confirm_timeout_ms.max(1),
-                    ),
-                    processed_retention: Duration::from_secs(
-                        settings.processed_retention_hours.saturating_mul(3600),
-                    ),
-                    ..RelayConfig::default()
-                },
+                settings.relay.config("strata-logic-relay"),
                 background.child_token(),
             ))
         });

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use data::cache::Cache;
+use data::messaging::relay::RelayConfig;
 use logic::LogicSettings;
-use logic::relay::RelayConfig;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -117,7 +117,7 @@ pub fn relay_on(pool: PgPool, env: &TestEnv, tweak: impl FnOnce(&mut RelayConfig
     Relay {
         task: Task::spawn(
             stop.clone(),
-            logic::relay::run(pool, env.data.clone(), config, stop),
+            data::messaging::relay::run(pool, env.data.clone(), config, stop),
         ),
     }
 }

@@ -1,5 +1,7 @@
 //! `worker check-budget`: whether a fleet of workers fits Postgres' connection limit.
-//! Each worker opens up to `DATABASE_MAX_CONNECTIONS` connections; `--replicas` workers plus
+//! Each worker opens up to `DATABASE_MAX_CONNECTIONS` connections in its pool and one more
+//! for its outbox relay's batches (or, with `OUTBOX_RELAY=false`, its notifier's
+//! wake-ups); `--replicas` workers plus
 //! `--reserve` connections for everything else (logic's pools, jobs, an operator's psql)
 //! must fit in `max_connections` minus the slots Postgres keeps for superusers
 //! (`superuser_reserved_connections`, and `reserved_connections` from Postgres 16 on).
@@ -39,13 +41,16 @@ pub struct ServerLimits {
 pub struct Budget {
     pub replicas: u32,
     pub pool: u32,
+    /// Connections a worker opens outside its pool (its relay's or its notifier's).
+    pub own: u32,
     pub reserve: u32,
     pub limits: ServerLimits,
 }
 
 impl Budget {
     pub fn needed(&self) -> u64 {
-        u64::from(self.replicas) * u64::from(self.pool) + u64::from(self.reserve)
+        u64::from(self.replicas) * (u64::from(self.pool) + u64::from(self.own))
+            + u64::from(self.reserve)
     }
 
     pub fn available(&self) -> u64 {
@@ -63,10 +68,12 @@ impl Budget {
     /// One line with every figure of the sum.
     pub fn explain(&self) -> String {
         format!(
-            "{} workers x DATABASE_MAX_CONNECTIONS {} + {} reserved for other clients = {} \
-             connections; Postgres allows {} (max_connections {} - {} reserved for superusers)",
+            "{} workers x (DATABASE_MAX_CONNECTIONS {} + {} of the outbox relay) + {} reserved \
+             for other clients = {} connections; Postgres allows {} (max_connections {} - {} \
+             reserved for superusers)",
             self.replicas,
             self.pool,
+            self.own,
             self.reserve,
             self.needed(),
             self.available(),
@@ -111,11 +118,15 @@ pub async fn server_limits(settings: &DataSettings) -> anyhow::Result<ServerLimi
 }
 
 /// Runs the check: prints the sum, or fails (the process exits 1) when it does not fit.
+/// Connections a worker opens outside its pool: its relay's (or its notifier's) one.
+pub const OWN_CONNECTIONS: u32 = 1;
+
 pub async fn run(settings: &DataSettings, check: &CheckBudget) -> anyhow::Result<()> {
     let settings = settings.clone().resolve_files()?;
     let budget = Budget {
         replicas: check.replicas,
         pool: settings.database_max_connections,
+        own: OWN_CONNECTIONS,
         reserve: check.reserve,
         limits: server_limits(&settings).await?,
     };
@@ -144,17 +155,19 @@ mod tests {
         let budget = |replicas, pool, reserve| Budget {
             replicas,
             pool,
+            own: OWN_CONNECTIONS,
             reserve,
             limits,
         };
-        assert!(budget(8, 10, 17).fits(), "80 + 17 = 97");
-        assert!(!budget(8, 10, 18).fits(), "98 > 97");
-        assert!(budget(8, 10, 12).fits());
+        assert!(budget(8, 10, 9).fits(), "8 x 11 + 9 = 97");
+        assert!(!budget(8, 10, 10).fits(), "98 > 97");
+        assert!(budget(7, 10, 12).fits());
         let text = budget(9, 10, 12).explain();
         assert_eq!(
             text,
-            "9 workers x DATABASE_MAX_CONNECTIONS 10 + 12 reserved for other clients = 102 \
-             connections; Postgres allows 97 (max_connections 100 - 3 reserved for superusers)"
+            "9 workers x (DATABASE_MAX_CONNECTIONS 10 + 1 of the outbox relay) + 12 reserved \
+             for other clients = 111 connections; Postgres allows 97 (max_connections 100 - 3 \
+             reserved for superusers)"
         );
     }
 }

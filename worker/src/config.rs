@@ -94,6 +94,9 @@ pub struct WorkerSettings {
     pub low_stock_threshold: i32,
     #[command(flatten)]
     pub data: DataSettings,
+    /// The outbox relay that publishes this worker's events (and any other process's).
+    #[command(flatten)]
+    pub relay: data::messaging::relay::RelaySettings,
     /// Delivery of the topics' events to their subscriptions.
     #[command(flatten)]
     pub subscriptions: crate::subscriptions::SubscriptionSettings,

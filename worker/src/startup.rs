@@ -1,5 +1,6 @@
 //! Building and running the worker: the pool, the payment gateway, the health endpoints,
-//! the wake-ups of the outbox relay, and the consumer; a stop drains in-flight messages.
+//! the outbox relay (or the wake-ups of other relays), and the consumer; a stop drains
+//! in-flight messages.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
@@ -11,6 +12,8 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use data::messaging::relay::RelayConfig;
 
 use crate::WorkerSettings;
 use crate::consumer::Consumer;
@@ -138,7 +141,7 @@ impl Application {
 
     /// Consumes until the stop token is cancelled, then stops taking messages, finishes
     /// and acks what is in flight, and returns. From the stop on, everything (the drain,
-    /// the last wake-ups of the relays, closing the pool) fits in the drain timeout:
+    /// the relay's last batches, closing the pool) fits in the drain timeout:
     /// whatever still runs then is abandoned, its messages left to the broker to
     /// redeliver.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -150,13 +153,27 @@ impl Application {
             }
             None => None,
         };
-        // The wake-ups of the relays after each commit, sent by a task of their own; it
-        // stops after the drain, so the last commits are announced too.
-        let notifier_stop = CancellationToken::new();
-        let mut notifier = tokio::spawn(data::messaging::outbox::notifier(
-            self.pool.clone(),
-            notifier_stop.clone(),
-        ));
+        // This worker's relay publishes its events (woken in memory by each commit, no
+        // NOTIFY); without one, a notifier wakes the other processes' relays. Either stops
+        // after the drain, so the last commits are published (or announced) too.
+        let publishing_stop = CancellationToken::new();
+        let relay = &self.consumer.settings.relay;
+        let mut publishing = if relay.outbox_relay {
+            tokio::spawn(data::messaging::relay::run(
+                self.pool.clone(),
+                self.consumer.settings.data.clone(),
+                RelayConfig {
+                    listen: false,
+                    ..relay.config("strata-worker-relay")
+                },
+                publishing_stop.clone(),
+            ))
+        } else {
+            tokio::spawn(data::messaging::outbox::notifier(
+                self.pool.clone(),
+                publishing_stop.clone(),
+            ))
+        };
         let drain_timeout = self.consumer.settings.drain_timeout();
         let stop = self.stop.clone();
         let stopped_at = OnceLock::new();
@@ -201,15 +218,16 @@ impl Application {
         }
         drop(run);
         self.readiness.set(Phase::Draining);
-        notifier_stop.cancel();
-        // What remains of the drain timeout, and at least a moment for the last wake-up.
+        publishing_stop.cancel();
+        // What remains of the drain timeout, and at least a moment for the last batch or
+        // wake-up; rows left then wait for another relay.
         let end = *stopped_at.get_or_init(Instant::now) + drain_timeout;
         let rest = |floor: Duration| end.saturating_duration_since(Instant::now()).max(floor);
-        if tokio::time::timeout(rest(Duration::from_millis(200)), &mut notifier)
+        if tokio::time::timeout(rest(Duration::from_millis(200)), &mut publishing)
             .await
             .is_err()
         {
-            notifier.abort();
+            publishing.abort();
         }
         if tokio::time::timeout(rest(Duration::from_millis(200)), self.pool.close())
             .await

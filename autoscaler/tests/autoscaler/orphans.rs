@@ -178,7 +178,7 @@ async fn workers_of_a_sigkilled_autoscaler_exit_and_a_restart_runs_what_it_repor
 async fn an_autoscaler_whose_workers_would_exhaust_postgres_refuses_to_start() {
     let rig = Rig::without_relay().await;
     let dir = scratch_dir();
-    // 3 x 40 + 12 = 132 connections: more than any default Postgres allows (100).
+    // 3 x (40 + 1) + 12 = 135 connections: more than any default Postgres allows (100).
     let log = dir.join("over.log");
     let mut over = start(
         &rig,
@@ -199,7 +199,8 @@ async fn an_autoscaler_whose_workers_would_exhaust_postgres_refuses_to_start() {
     assert!(
         text.contains(
             "the Postgres connection budget is exceeded: 3 workers x \
-                       DATABASE_MAX_CONNECTIONS 40 + 12 reserved for other clients = 132"
+                       (DATABASE_MAX_CONNECTIONS 40 + 1 of the outbox relay) + 12 reserved for \
+                       other clients = 135"
         ),
         "{text}"
     );

@@ -10,5 +10,7 @@ pub mod fifo;
 pub mod management;
 #[cfg(feature = "store")]
 pub mod outbox;
+#[cfg(feature = "store")]
+pub mod relay;
 pub mod subscription_dlq;
 pub mod subscriptions;

@@ -212,8 +212,8 @@ async fn notify_relays(conn: &mut PgConnection) -> sqlx::Result<()> {
         .map(|_| ())
 }
 
-/// Sends the wake-ups of a process that writes outbox rows but runs no relay (the
-/// worker), until `cancel` fires: [`announce`] only wakes this task, which sends
+/// Sends the wake-ups of a process that writes outbox rows but runs no relay (a worker
+/// with `OUTBOX_RELAY=false`), until `cancel` fires: [`announce`] only wakes this task, which sends
 /// `pg_notify` on a connection of its own. Commits announced while a notification is
 /// under way share the next one, so under load the database sees a few notifications
 /// where it would see one per commit, and the committing task does not wait for any.

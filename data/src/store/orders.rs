@@ -75,8 +75,10 @@ pub async fn place_recorded(
 
 /// Places an order in ONE statement, so one round trip to Postgres: the prices are read,
 /// and only when every sku exists and the idempotency key (if any) is new are the order,
-/// its lines, the key, the outbox messages (the `FulfilOrder` command and the
-/// `order.placed` event) and the audit entry inserted. A statement is a
+/// its lines, the key, the outbox messages (the `order.placed` event, then the
+/// `FulfilOrder` command: relays publish in outbox order, so the event goes out no later
+/// than the command, and so before every event the command causes, whichever relay
+/// publishes those) and the audit entry inserted. A statement is a
 /// transaction of its own: all of it commits or none. The answer says which case it was.
 /// `bench/pgbench/place.sql` runs the same statement.
 ///
@@ -132,8 +134,6 @@ lines AS (
 ),
 message AS (
     INSERT INTO outbox (message_id, exchange, routing_key, kind, body, traceparent)
-    SELECT $8::uuid, $9::text, $10::text, $11::text, $12::jsonb, $13::text FROM go
-    UNION ALL
     SELECT ($18::jsonb ->> 'message_id')::uuid, 'events', 'order.placed', 'OrderPlaced',
            $18::jsonb
            || jsonb_build_object('payload', ($18::jsonb -> 'payload')
@@ -143,6 +143,8 @@ message AS (
                          'sku', p.event_skus, 'line_count', p.line_count)),
            $13::text
     FROM go, priced p
+    UNION ALL
+    SELECT $8::uuid, $9::text, $10::text, $11::text, $12::jsonb, $13::text FROM go
 ),
 audit AS (
     INSERT INTO audit_log (actor, action, target, outcome, request_id, trace_id, detail)

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use contracts::{OrderLineRequest, PlaceOrder};
-use logic::relay::RelayConfig;
+use data::messaging::relay::RelayConfig;
 use testkit::apps;
 
 async fn place(env: &testkit::TestEnv, sku: &str) {
@@ -145,7 +145,7 @@ async fn a_relay_whose_broker_goes_silent_releases_its_rows_within_the_confirm_t
         ..RelayConfig::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let relay = tokio::spawn(logic::relay::run(
+    let relay = tokio::spawn(data::messaging::relay::run(
         env.pool.clone(),
         data,
         config,

@@ -14,5 +14,6 @@ mod locks;
 mod outage;
 mod plans;
 mod processes;
+mod relay;
 mod saga;
 mod subscriptions;

@@ -1,10 +1,15 @@
-//! Logic's outbox relay: publishes the outbox rows of every process (logic's orders and
+//! The outbox relay: publishes the outbox rows of every process (logic's orders and
 //! product changes, the worker's fulfilment events) to RabbitMQ with publisher confirms and
-//! the mandatory flag, and stamps them published only after the broker confirmed. The
-//! worker runs none; it wakes the relays through `data::messaging::outbox::notifier`.
+//! the mandatory flag, and stamps them published only after the broker confirmed.
+//!
+//! Logic and every worker each run one (`OUTBOX_RELAY`, [`RelaySettings`]). A commit that
+//! writes outbox rows wakes the relay of its own process in memory
+//! ([`outbox::announce`]), at no cost to the database; logic's relay also `LISTEN`s for
+//! the `NOTIFY` of a process that runs none ([`outbox::notifier`]), and every relay's poll
+//! catches rows that any wake-up missed (a crashed process's).
 //!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open
-//! until the confirms are in, so relays in several replicas never publish the same row
+//! until the confirms are in, so relays in several processes never publish the same row
 //! concurrently. A crash between confirm and commit republishes the row later: delivery is
 //! at least once and consumers deduplicate by message id.
 //!
@@ -15,7 +20,7 @@
 //! also prunes the consumers' `processed_messages` records past their retention.
 //!
 //! Every event also gets the headers that route it to its shard of the event stream
-//! (`stream-shard`, `partition-key`; [`data::stream`]): the partition key is read from the
+//! (`stream-shard`, `partition-key`; [`crate::stream`]): the partition key is read from the
 //! row's JSON body, so the shard of a key depends on nothing but the key and the number of
 //! shards, whichever relay publishes it and however often it restarts.
 
@@ -33,9 +38,56 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use data::DataSettings;
-use data::messaging::{broker, outbox};
-use data::stream::{self, ShardMap};
+use crate::DataSettings;
+use crate::messaging::{broker, outbox};
+use crate::stream::{self, ShardMap};
+
+/// Settings of a process's relay (logic's and the worker's, under the same names).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelaySettings {
+    /// Publish the outbox from this process. Off: its commits wake the relays of other
+    /// processes through Postgres (`NOTIFY`), and one of them publishes.
+    #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+    /// Longest wait of the relay for a batch to be published and confirmed (and for a
+    /// broker connection to open), in milliseconds; past it the claimed rows are released
+    /// and the connection replaced.
+    #[arg(long, env = "RELAY_CONFIRM_TIMEOUT_MS", default_value_t = 10_000)]
+    pub relay_confirm_timeout_ms: u64,
+    /// Records of processed messages (the consumers' deduplication) older than this many
+    /// hours are pruned by the relay; keep it above the longest redelivery path (see
+    /// docs/backbone.md).
+    #[arg(
+        long,
+        env = "PROCESSED_MESSAGES_RETENTION_HOURS",
+        default_value_t = 168
+    )]
+    pub processed_retention_hours: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            outbox_relay: true,
+            relay_confirm_timeout_ms: 10_000,
+            processed_retention_hours: 168,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The relay's tuning, its broker connection named `connection_name`.
+    pub fn config(&self, connection_name: &str) -> RelayConfig {
+        RelayConfig {
+            connection_name: connection_name.to_owned(),
+            confirm_timeout: Duration::from_millis(self.relay_confirm_timeout_ms.max(1)),
+            processed_retention: Duration::from_secs(
+                self.processed_retention_hours.saturating_mul(3600),
+            ),
+            ..RelayConfig::default()
+        }
+    }
+}
 
 /// Tuning of the relay loop.
 #[derive(Debug, Clone)]
@@ -54,6 +106,13 @@ pub struct RelayConfig {
     /// Records of processed messages older than this are deleted; see docs/backbone.md
     /// for why it must outlive every redelivery path.
     pub processed_retention: Duration,
+    /// On a stop, how long the relay goes on publishing the rows committed before it (a
+    /// worker's last fulfilments); what is left then waits for another relay.
+    pub final_flush: Duration,
+    /// `LISTEN` for the `NOTIFY` of processes without a relay (logic's relay does; a
+    /// worker's relay publishes its own commits and finds the rest on its poll). Without
+    /// it the relay opens one connection besides its process's pool, with it two.
+    pub listen: bool,
     pub connection_name: String,
 }
 
@@ -66,6 +125,8 @@ impl Default for RelayConfig {
             confirm_timeout: Duration::from_secs(10),
             heartbeat_secs: 5,
             processed_retention: Duration::from_secs(7 * 24 * 3600),
+            final_flush: Duration::from_secs(1),
+            listen: true,
             connection_name: "strata-relay".to_owned(),
         }
     }
@@ -104,7 +165,7 @@ impl Publisher {
             broker::declare_topology(&channel, settings.delivery_limit)
                 .await
                 .context("declaring the broker topology")?;
-            data::stream::topology::declare_shards(&channel, &settings.stream)
+            crate::stream::topology::declare_shards(&channel, &settings.stream)
                 .await
                 .context("declaring the event stream's shards")?;
             channel
@@ -346,8 +407,10 @@ pub async fn run(
     // outside the pool it was given: the process's requests never wait for a relay's
     // batch (which holds its connection until the broker confirms), nor the relay for
     // them.
-    let pool = own_pool(&pool);
-    let listening = tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token()));
+    let pool = own_pool(&pool, if config.listen { 2 } else { 1 });
+    let listening = config
+        .listen
+        .then(|| tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token())));
 
     while !cancel.is_cancelled() {
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
@@ -410,7 +473,7 @@ pub async fn run(
                 .bind(retention)
                 .execute(&pool)
                 .await;
-            match data::store::processed::prune(&pool, config.processed_retention, PRUNE_BATCH)
+            match crate::store::processed::prune(&pool, config.processed_retention, PRUNE_BATCH)
                 .await
             {
                 Ok(0) => {}
@@ -429,20 +492,54 @@ pub async fn run(
             _ = local.woken() => {}
         }
     }
-    listening.abort();
-    let _ = listening.await;
+    if let Some(listening) = listening {
+        listening.abort();
+        let _ = listening.await;
+    }
+    if let Some(p) = &publisher
+        && p.usable()
+    {
+        flush(&pool, p, &config).await;
+    }
     if let Some(p) = publisher {
         let _ = p.connection.close(200, "relay stopping".into()).await;
     }
     pool.close().await;
 }
 
-/// Two connections to the database of `pool`, with its settings: one stays with the
-/// listener, the other serves the batches.
-fn own_pool(pool: &PgPool) -> PgPool {
-    data::store::db::pool_with(
+/// Publishes what is committed at the stop, batch after batch, for at most
+/// `config.final_flush`; a batch cut short is rolled back and its rows wait for another
+/// relay.
+async fn flush(pool: &PgPool, publisher: &Publisher, config: &RelayConfig) {
+    let batches = async {
+        loop {
+            match publish_batch(pool, publisher, config.batch_size, config.confirm_timeout).await {
+                Ok(n) if n as i64 == config.batch_size => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "the relay's last batch failed");
+                    break;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(config.final_flush, batches)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            final_flush = ?config.final_flush,
+            "the relay stopped with rows left; another relay publishes them"
+        );
+    }
+}
+
+/// `size` connections to the database of `pool`, with its settings: the batches' and, when
+/// the relay listens, the listener's.
+fn own_pool(pool: &PgPool, size: u32) -> PgPool {
+    crate::store::db::pool_with(
         pool.connect_options().as_ref().clone(),
-        2,
+        size,
         Duration::from_secs(10),
     )
 }
