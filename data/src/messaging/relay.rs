@@ -343,6 +343,17 @@ async fn publish(
     Ok((confirmed, failed))
 }
 
+/// Whether any outbox row waits to be published (true when the database cannot say).
+/// Planned each time, as the claim is (see [`publish_batch`]), so that it keeps using the
+/// partial index of unpublished rows.
+async fn pending(pool: &PgPool) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL)")
+        .persistent(false)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(true)
+}
+
 /// Records of processed messages deleted per statement.
 const PRUNE_BATCH: i64 = 5000;
 
@@ -414,6 +425,18 @@ pub async fn run(
 
     while !cancel.is_cancelled() {
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
+            // The broker connection is opened when there is something to publish, and
+            // then kept: an idle process (a worker that has fulfilled nothing yet) holds
+            // none for its relay. A database that cannot say counts as "something".
+            publisher = None;
+            if !pending(&pool).await {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                    _ = local.woken() => {}
+                }
+                continue;
+            }
             publisher = match Publisher::open(&settings, &config).await {
                 Ok(p) => {
                     tracing::info!("outbox relay connected to RabbitMQ");
