@@ -164,6 +164,7 @@ impl Application {
                 self.consumer.settings.data.clone(),
                 RelayConfig {
                     listen: false,
+                    wait_first: true,
                     ..relay.config("strata-worker-relay")
                 },
                 publishing_stop.clone(),

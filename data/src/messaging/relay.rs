@@ -113,6 +113,10 @@ pub struct RelayConfig {
     /// worker's relay publishes its own commits and finds the rest on its poll). Without
     /// it the relay opens one connection besides its process's pool, with it two.
     pub listen: bool,
+    /// Begin by waiting for a wake-up or the poll interval, not with a batch: a worker
+    /// has committed nothing when it starts, and its start should not share its first
+    /// milliseconds with the relay's connection.
+    pub wait_first: bool,
     pub connection_name: String,
 }
 
@@ -127,6 +131,7 @@ impl Default for RelayConfig {
             processed_retention: Duration::from_secs(7 * 24 * 3600),
             final_flush: Duration::from_secs(1),
             listen: true,
+            wait_first: false,
             connection_name: "strata-relay".to_owned(),
         }
     }
@@ -423,6 +428,13 @@ pub async fn run(
         .listen
         .then(|| tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token())));
 
+    if config.wait_first {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = local.woken() => {}
+        }
+    }
     while !cancel.is_cancelled() {
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
             // The broker connection is opened when there is something to publish, and
