@@ -42,6 +42,21 @@ async fn rows(env: &TestEnv, id: Uuid) -> Vec<(String, bool)> {
     .expect("outbox rows")
 }
 
+/// Waits until the order is fulfilled and its three rows (placed, command, fulfilled) are
+/// confirmed by the broker.
+async fn fulfilled_and_published(env: &TestEnv, id: Uuid) {
+    testkit::eventually(
+        WAIT,
+        "the order fulfilled and every row published",
+        || async {
+            let (status, _) = env.order_status(id).await;
+            let rows = rows(env, id).await;
+            (status == "fulfilled" && rows.len() == 3 && rows.iter().all(|(_, p)| *p)).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_alone_publishes_the_commands_and_its_own_events() {
     let env = TestEnv::new().await;
@@ -53,17 +68,7 @@ async fn a_worker_alone_publishes_the_commands_and_its_own_events() {
     });
     let second = place(&env, "RELAY-1").await;
     for id in [first, second] {
-        testkit::eventually(
-            WAIT,
-            "the order fulfilled and every row published",
-            || async {
-                let (status, _) = env.order_status(id).await;
-                let rows = rows(&env, id).await;
-                (status == "fulfilled" && rows.len() == 3 && rows.iter().all(|(_, p)| *p))
-                    .then_some(())
-            },
-        )
-        .await;
+        fulfilled_and_published(&env, id).await;
         // The order's event is written before its command, so no relay can publish the
         // command first, nor anything the command causes.
         let kinds: Vec<String> = rows(&env, id).await.into_iter().map(|(k, _)| k).collect();
@@ -106,14 +111,5 @@ async fn with_outbox_relay_off_a_worker_leaves_the_outbox_to_the_other_relays() 
 
     // Another process's relay publishes the command, and the worker's event.
     let _relay = apps::relay(&env, |_| {});
-    testkit::eventually(
-        WAIT,
-        "the order fulfilled and every row published",
-        || async {
-            let (status, _) = env.order_status(id).await;
-            let rows = rows(&env, id).await;
-            (status == "fulfilled" && rows.len() == 3 && rows.iter().all(|(_, p)| *p)).then_some(())
-        },
-    )
-    .await;
+    fulfilled_and_published(&env, id).await;
 }
