@@ -1235,3 +1235,78 @@ fn the_streams_applications_run_once_and_the_archive_is_claimed() {
     }
     assert!(stream_problems(&good).is_empty());
 }
+
+/// Connections Postgres accepts from ordinary roles with its defaults: `max_connections`
+/// 100 less the 3 `superuser_reserved_connections`.
+const POSTGRES_BUDGET: u64 = 97;
+
+/// Connections a Strata process opens besides its pool: logic's outbox relay two (one
+/// listening, one for its batches), a worker's relay (or, without one, its notifier) one;
+/// the stream applications and the one-off commands none.
+fn own_connections(container: &Value) -> u64 {
+    let subcommand = binary_args(container).into_iter().next();
+    match (strata_binary(container), subcommand) {
+        (Some("logic"), None) if env_value(container, "OUTBOX_RELAY") != Some("false") => 2,
+        (Some("worker"), None) => 1,
+        _ => 0,
+    }
+}
+
+#[test]
+fn every_workload_at_its_maximum_scale_fits_postgres_connection_budget() {
+    for overlay in OVERLAYS {
+        let b = build(overlay);
+        // The most replicas of each workload: its HPA's or ScaledObject's maximum, else
+        // its own replicas (a Job runs one pod at a time).
+        let mut most: BTreeMap<String, u64> = BTreeMap::new();
+        for h in b.of_kind("HorizontalPodAutoscaler") {
+            let target = h["spec"]["scaleTargetRef"]["name"]
+                .as_str()
+                .expect("a target");
+            most.insert(
+                target.to_owned(),
+                h["spec"]["maxReplicas"].as_u64().expect("max"),
+            );
+        }
+        for s in b.of_kind("ScaledObject") {
+            let target = s["spec"]["scaleTargetRef"]["name"]
+                .as_str()
+                .expect("a target");
+            let max = s["spec"]["maxReplicaCount"]
+                .as_u64()
+                .expect("maxReplicaCount");
+            most.insert(target.to_owned(), max);
+        }
+        let mut sum = 0;
+        let mut parts = Vec::new();
+        for w in b.workloads() {
+            let replicas = most
+                .get(deploy_check::k8s::name(w))
+                .copied()
+                .unwrap_or_else(|| w["spec"]["replicas"].as_u64().unwrap_or(1));
+            for c in containers(w) {
+                let names = env_names(c);
+                if !names.contains(&"DATABASE_URL") && !names.contains(&"DATABASE_URL_FILE") {
+                    continue;
+                }
+                // The binaries' default pool when the manifest sets none.
+                let pool = env_value(c, "DATABASE_MAX_CONNECTIONS")
+                    .map(|v| v.parse::<u64>().expect("a number"))
+                    .unwrap_or(10);
+                let own = own_connections(c);
+                sum += replicas * (pool + own);
+                parts.push(format!("{} {replicas} x ({pool} + {own})", id(w)));
+            }
+        }
+        assert!(
+            sum <= POSTGRES_BUDGET,
+            "{overlay}: {sum} Postgres connections at the most, over {POSTGRES_BUDGET}: {}",
+            parts.join(", ")
+        );
+        assert!(sum > 0, "{overlay}: no workload counted");
+        eprintln!(
+            "{overlay}: {sum} of {POSTGRES_BUDGET}: {}",
+            parts.join(", ")
+        );
+    }
+}
