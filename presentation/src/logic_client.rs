@@ -80,7 +80,7 @@ pub struct LogicClient {
     http: reqwest::Client,
     base: Url,
     /// Products kept while logic's freshness promise for them lasts (None: turned off).
-    products: Option<Arc<ProductCache>>,
+    products: Option<ProductCache>,
 }
 
 impl LogicClient {
@@ -108,7 +108,7 @@ impl LogicClient {
     /// Keeps up to `entries` products while they are fresh ([`crate::product_cache`]);
     /// 0 keeps none.
     pub fn keeping_products(mut self, entries: u64) -> Self {
-        self.products = ProductCache::new(entries).map(Arc::new);
+        self.products = ProductCache::new(entries);
         self
     }
 

@@ -33,6 +33,8 @@ impl moka::Expiry<String, Kept> for UntilStale {
     }
 }
 
+/// Clones share one copy (moka's cache is a handle).
+#[derive(Clone)]
 pub struct ProductCache {
     entries: moka::sync::Cache<String, Kept>,
 }

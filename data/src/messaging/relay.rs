@@ -348,6 +348,15 @@ async fn publish(
     Ok((confirmed, failed))
 }
 
+/// Sleeps until a commit wakes the relay, the poll interval passes, or it is stopped.
+async fn next_round(local: &outbox::LocalWakeUp, poll: Duration, cancel: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(poll) => {}
+        _ = local.woken() => {}
+    }
+}
+
 /// Whether any outbox row waits to be published (true when the database cannot say).
 /// Planned each time, as the claim is (see [`publish_batch`]), so that it keeps using the
 /// partial index of unpublished rows.
@@ -429,11 +438,7 @@ pub async fn run(
         .then(|| tokio::spawn(listen(pool.clone(), local.waker(), cancel.child_token())));
 
     if config.wait_first {
-        tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
-            _ = local.woken() => {}
-        }
+        next_round(&local, config.poll_interval, &cancel).await;
     }
     while !cancel.is_cancelled() {
         if publisher.as_ref().is_none_or(|p| !p.usable()) {
@@ -442,11 +447,7 @@ pub async fn run(
             // none for its relay. A database that cannot say counts as "something".
             publisher = None;
             if !pending(&pool).await {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(config.poll_interval) => {}
-                    _ = local.woken() => {}
-                }
+                next_round(&local, config.poll_interval, &cancel).await;
                 continue;
             }
             publisher = match Publisher::open(&settings, &config).await {
@@ -520,12 +521,7 @@ pub async fn run(
         if published_full_batch {
             continue;
         }
-        // Sleep until a commit wakes us, the poll interval passes, or we are stopped.
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(config.poll_interval) => {}
-            _ = local.woken() => {}
-        }
+        next_round(&local, config.poll_interval, &cancel).await;
     }
     if let Some(listening) = listening {
         listening.abort();
