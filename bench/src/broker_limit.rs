@@ -27,6 +27,7 @@ pub struct BrokerFigures {
     pub published_per_sec: f64,
     pub consumed_per_sec: f64,
     pub round_trip_p50: Duration,
+    pub round_trip_p99: Duration,
 }
 
 fn queue_arguments() -> FieldTable {
@@ -154,5 +155,6 @@ pub async fn run(
         published_per_sec,
         consumed_per_sec,
         round_trip_p50: crate::quantile(&round_trips_taken, 0.5).unwrap_or_default(),
+        round_trip_p99: crate::quantile(&round_trips_taken, 0.99).unwrap_or_default(),
     })
 }

@@ -241,6 +241,10 @@ async fn main() -> anyhow::Result<()> {
                 "broker_round_trip_ms",
                 format!("{:.3}", millis(f.round_trip_p50)),
             );
+            put(
+                "broker_round_trip_p99_ms",
+                format!("{:.3}", millis(f.round_trip_p99)),
+            );
         }
         Command::ConnectFloor {
             database_url,

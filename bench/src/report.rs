@@ -166,6 +166,16 @@ const SPECS: &[Spec] = &[
         limit: Limit::Measured("e2e_floor_ms"),
         limit_is: "the same floor",
         better: Better::Lower,
+        goal: Some(0.5),
+    },
+    Spec {
+        id: "e2e_p99_tails",
+        label: "placed -> fulfilled p99 (as above)",
+        unit: "ms",
+        strata: "e2e_p99_ms",
+        limit: Limit::Measured("e2e_floor_p99_ms"),
+        limit_is: "the floor's parts each at its own p99, summed: pgbench place {{pgbench_place_latency_p99_ms}} ms + fulfil {{pgbench_fulfil_latency_p99_ms}} ms + 2 broker round trips of {{broker_round_trip_p99_ms}} ms",
+        better: Better::Lower,
         goal: None,
     },
     Spec {
@@ -647,6 +657,21 @@ mod tests {
         assert!(row("orders_accepted").figure.contains("n/a connections"));
         assert!(report.markdown().contains("| n/a orders/s |"));
         assert_eq!(row("fulfilment_composite").ratio, None);
+        assert_eq!(row("e2e_p99_tails").ratio, None);
+    }
+
+    #[test]
+    fn the_p99_is_set_against_the_floor_and_against_the_tails_of_its_parts() {
+        let raw = parse_raw(
+            "e2e_p99_ms\t30\ne2e_floor_ms\t6\ne2e_floor_p99_ms\t15\n\
+             pgbench_place_latency_p99_ms\t2.5\n",
+        );
+        let report = build(&raw);
+        let row = |id: &str| report.figures.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(row("e2e_p99").ratio, Some(0.2));
+        assert_eq!(row("e2e_p99").goal_met, Some(false));
+        assert_eq!(row("e2e_p99_tails").ratio, Some(0.5));
+        assert!(row("e2e_p99_tails").limit_is.contains("place 2.5 ms"));
     }
 
     #[test]
