@@ -567,10 +567,52 @@ async fn flush(pool: &PgPool, publisher: &Publisher, config: &RelayConfig) {
 
 /// `size` connections to the database of `pool`, with its settings: the batches' and, when
 /// the relay listens, the listener's.
+///
+/// Their commits do not wait for the WAL to reach the disk (`synchronous_commit=off`):
+/// what the relay commits is only the stamp of rows the broker already confirmed, and
+/// the housekeeping's deletes. A Postgres crash can lose the last fraction of a second of
+/// stamps, whose rows are then published again: a duplicate, which every consumer drops
+/// by its message id, as after a relay crash between confirm and commit. Waiting for the
+/// flush instead held each batch, and every message committed behind it, for a disk
+/// write.
 fn own_pool(pool: &PgPool, size: u32) -> PgPool {
     crate::store::db::pool_with(
-        pool.connect_options().as_ref().clone(),
+        pool.connect_options()
+            .as_ref()
+            .clone()
+            .options([("synchronous_commit", "off")]),
         size,
         Duration::from_secs(10),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_pool;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_relays_connections_commit_without_waiting_for_the_flush() {
+        let env = testkit::TestEnv::new().await;
+        let pool = own_pool(&env.pool, 1);
+        let show = |setting: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(&format!("SHOW {setting}"))
+                    .fetch_one(&pool)
+                    .await
+                    .expect(setting)
+            }
+        };
+        assert_eq!(show("synchronous_commit").await, "off");
+        assert_eq!(show("statement_timeout").await, "30s");
+        assert_eq!(show("lock_timeout").await, "10s");
+        // The process's own pool keeps waiting for the flush: an order or a fulfilment is
+        // durable when its commit returns.
+        let own: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&env.pool)
+            .await
+            .expect("the process's pool");
+        assert_eq!(own, "on");
+        pool.close().await;
+    }
 }
